@@ -1,0 +1,3 @@
+"""Aegis: a retrieval-augmented chat service."""
+
+__version__ = "0.1.0"

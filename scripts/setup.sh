@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Sets up everything Aegis needs on a Debian 12 machine, idempotently:
+# Debian packages (Redis, Prometheus/promtool, jq), a virtualenv in .venv, the project and its extras.
+#   scripts/setup.sh          runtime only (what `make demo` needs)
+#   scripts/setup.sh --dev    plus the test stack and the llamacpp extra (what `make test` needs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+[[ "${1:-}" == "--dev" ]] && dev=1
+log() { printf '[setup] %s\n' "$*"; }
+
+apt_pkgs=(jq curl redis-server)
+(( dev )) && apt_pkgs+=(prometheus)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if (( ${#missing[@]} )); then
+  sudo=""; (( EUID == 0 )) || sudo="sudo"
+  log "installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required" >&2; exit 1; }
+[[ -x .venv/bin/python ]] || { log "creating .venv"; "$python" -m venv .venv; }
+
+extras="" ; (( dev )) && extras="[dev,llamacpp]"
+stamp=".venv/.aegis-installed${extras}"
+if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
+  log "installing aegis-rag${extras} into .venv (first run takes a few minutes)"
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  # torch first and alone: the pinned CPU build, never the multi-GB CUDA one.
+  .venv/bin/pip install -q "torch==2.13.0"
+  .venv/bin/pip install -q -e ".${extras}"
+  touch "$stamp"
+fi
+log "ready: .venv/bin/aegis-rag"
