@@ -29,12 +29,14 @@ python=${PYTHON:-python3}
 
 extras="" ; (( dev )) && extras="[dev,llamacpp]"
 stamp=".venv/.aegis-installed${extras}"
-if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
+want="$(sha256sum pyproject.toml | cut -c1-64)"
+if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   log "installing aegis-rag${extras} into .venv (first run takes a few minutes)"
-  .venv/bin/pip install -q --upgrade pip >/dev/null
+  pip() { .venv/bin/pip "$@" 2> >(grep -v '^WARNING: Location' >&2); }
+  pip install -q --upgrade pip >/dev/null
   # torch first and alone: the pinned CPU build, never the multi-GB CUDA one.
-  .venv/bin/pip install -q "torch==2.13.0"
-  .venv/bin/pip install -q -e ".${extras}"
-  touch "$stamp"
+  pip install -q "torch==2.13.0"
+  pip install -q -e ".${extras}"
+  echo "$want" > "$stamp"
 fi
 log "ready: .venv/bin/aegis-rag"

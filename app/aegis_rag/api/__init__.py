@@ -1,0 +1,92 @@
+"""The FastAPI application: routers, error handlers, metrics instrumentation, lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_fastapi_instrumentator import Instrumentator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..errors import BadDocument, ConfigurationError, DependencyError
+from ..service import RagService
+from ..settings import Settings, get_settings
+from . import documents, health
+from .chat import chat_router
+from .schemas import chat_request_model
+
+log = logging.getLogger("aegis_rag")
+
+
+def create_app(settings: Settings | None = None, service: RagService | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if app.state.service is None:
+            app.state.service = RagService(settings)
+        try:
+            app.state.service.open()
+        except DependencyError as exc:  # start anyway: /ready says what is missing, retried on use
+            log.warning("starting without %s: %s", exc.dependency, exc.detail)
+        yield
+        app.state.service.close()
+
+    app = FastAPI(title="Aegis", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.service = service
+    app.include_router(health.router)
+    app.include_router(chat_router(chat_request_model(settings)))
+    app.include_router(documents.router)
+    Instrumentator(should_group_status_codes=True, excluded_handlers=["/metrics"]).instrument(app)
+    _error_handlers(app)
+    return app
+
+
+def _error(status: int, error: str, detail: str, dependency: str | None = None, headers=None) -> JSONResponse:
+    body = {"error": error, "detail": detail}
+    if dependency:
+        body["dependency"] = dependency
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DependencyError)
+    async def dependency_error(request: Request, exc: DependencyError):
+        log.warning("%s %s: %s unavailable: %s", request.method, request.url.path, exc.dependency, exc.detail)
+        return _error(exc.status, "dependency unavailable", exc.detail, exc.dependency, {"Retry-After": "5"})
+
+    @app.exception_handler(ConfigurationError)
+    async def configuration_error(request: Request, exc: ConfigurationError):
+        return _error(503, "misconfigured", str(exc), "vector_store")
+
+    @app.exception_handler(BadDocument)
+    async def bad_document(request: Request, exc: BadDocument):
+        status = 413 if "over the limit" in str(exc) else 415 if "unsupported" in str(exc).lower() else 400
+        return _error(status, "bad document", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_input(request: Request, exc: RequestValidationError):
+        fields = [{"field": ".".join(str(p) for p in e["loc"][1:]) or "body", "message": e["msg"]}
+                  for e in exc.errors()]
+        detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+        return JSONResponse({"error": "invalid input", "detail": detail, "fields": fields}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return _error(exc.status_code, "request refused" if exc.status_code < 500 else "server error",
+                      str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(500, "internal error", "an unexpected error occurred; details are in the server log")
+
+
+def app_factory() -> FastAPI:
+    """Entry point for uvicorn workers (`aegis_rag.api:app_factory`, factory=True)."""
+    return create_app()

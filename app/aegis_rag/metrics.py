@@ -1,0 +1,25 @@
+"""Aegis' own Prometheus metrics (the HTTP ones come from prometheus-fastapi-instrumentator).
+
+With several uvicorn workers, `aegis-rag serve` sets PROMETHEUS_MULTIPROC_DIR before any worker
+imports this module, so every worker writes to shared files and /metrics aggregates them.
+"""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_SLOW = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0)
+
+EMBED_SECONDS = Histogram("aegis_embedding_duration_seconds", "Time to embed texts", ["kind"], buckets=_FAST)
+SEARCH_SECONDS = Histogram("aegis_vector_search_duration_seconds", "Vector store query time", buckets=_FAST)
+SEARCHES = Counter("aegis_vector_searches_total", "Vector store queries")
+SEARCH_FAILURES = Counter("aegis_vector_search_failures_total", "Vector store queries that failed")
+RERANK_SECONDS = Histogram("aegis_rerank_duration_seconds", "Rerank time", buckets=_SLOW)
+GENERATION_SECONDS = Histogram("aegis_generation_duration_seconds", "LLM generation time", ["backend"], buckets=_SLOW)
+GENERATIONS = Counter("aegis_generations_total", "LLM generations attempted", ["backend"])
+GENERATION_FAILURES = Counter("aegis_generation_failures_total", "LLM generations that failed", ["backend", "reason"])
+DEGRADED_ANSWERS = Counter("aegis_degraded_answers_total", "Answers given extractively because the LLM failed")
+CACHE_HITS = Counter("aegis_embedding_cache_hits_total", "Query embeddings served from the cache")
+CACHE_MISSES = Counter("aegis_embedding_cache_misses_total", "Query embeddings computed")
+CACHE_ERRORS = Counter("aegis_embedding_cache_errors_total", "Cache operations that failed (counted as misses)")
+DOCUMENTS = Gauge("aegis_documents", "Documents in the collection", multiprocess_mode="mostrecent")
+POINTS = Gauge("aegis_points", "Points (chunks) in the collection", multiprocess_mode="mostrecent")
