@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 
 class _YamlSource(PydanticBaseSettingsSource):
@@ -42,7 +42,8 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, description="uvicorn workers; >1 needs a Qdrant server (embedded mode is one process)")
     data_dir: Path = Path("data")
     log_level: str = "info"
-    api_keys: list[SecretStr] = Field(default_factory=list, description="when set, /chat and /documents need one")
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="comma-separated; when set, /chat and /documents need one")
     # manual's production uvicorn settings
     backlog: int = 2048
     keep_alive_s: int = 2
