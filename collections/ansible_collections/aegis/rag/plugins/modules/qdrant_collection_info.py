@@ -1,0 +1,149 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) Aegis contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: qdrant_collection_info
+short_description: Read the health figures of Qdrant collections
+version_added: 0.1.0
+author:
+  - Aegis contributors
+description:
+  - Returns status, optimizer status, point, indexed vector and segment counts, optimizer configuration,
+    vector parameters and the number of snapshots of one collection or of all of them.
+  - Reads only; never changes anything.
+extends_documentation_fragment:
+  - aegis.rag.attributes
+  - aegis.rag.attributes.READ_ONLY
+  - aegis.rag.qdrant
+options:
+  name:
+    description:
+      - Collection to describe. All collections when omitted.
+      - A collection that does not exist gives an empty O(name) list and RV(exists=false), not a failure.
+    type: str
+    aliases: [collection]
+seealso:
+  - module: aegis.rag.qdrant_collection
+"""
+
+EXAMPLES = r"""
+- name: Facts of the documents collection
+  aegis.rag.qdrant_collection_info:
+    name: aegis_docs_v2
+  register: docs
+
+- name: Fail when the optimizer reports an error
+  ansible.builtin.assert:
+    that: docs.collections[0].optimizer_status == 'ok'
+
+- name: Every collection, for a report
+  aegis.rag.qdrant_collection_info:
+    qdrant_url: http://qdrant:6333
+  register: all_collections
+"""
+
+RETURN = r"""
+exists:
+  description: Whether O(name) exists.
+  returned: when O(name) is given
+  type: bool
+  sample: true
+collections:
+  description: One entry per collection, sorted by name.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Collection name.
+      type: str
+      sample: aegis_docs_v2
+    status:
+      description: green, yellow, grey or red.
+      type: str
+      sample: green
+    optimizer_status:
+      description: C(ok), or C(error) followed by the optimizer's error.
+      type: str
+      sample: ok
+    points_count:
+      description: Number of points.
+      type: int
+      sample: 12840
+    indexed_vectors_count:
+      description: Number of vectors in HNSW indexes.
+      type: int
+      sample: 12800
+    segments_count:
+      description: Number of segments.
+      type: int
+      sample: 4
+    optimizer_config:
+      description: Current optimizer configuration (C(config.optimizer_config)).
+      type: dict
+      sample: {deleted_threshold: 0.2, vacuum_min_vector_number: 1000, default_segment_number: 0}
+    vectors:
+      description: Dense vector parameters (one unnamed vector or a map of names).
+      type: dict
+      sample: {dense: {size: 384, distance: Cosine}}
+    sparse_vectors:
+      description: Sparse vector parameters by name.
+      type: dict
+      sample: {bm25: {modifier: idf}}
+    snapshots_count:
+      description: Number of snapshots of the collection on the Qdrant node.
+      type: int
+      sample: 7
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.aegis.rag.plugins.module_utils.http import (
+    HttpError, common_argument_spec_qdrant, fail_from_http)
+from ansible_collections.aegis.rag.plugins.module_utils.qdrant import (
+    collection_facts, get_collection, qdrant_client)
+from ansible_collections.aegis.rag.plugins.module_utils.qdrant_admin import (
+    list_collection_names, list_snapshots)
+
+
+def describe(client, name):
+    """Facts of one collection, or None when it does not exist (or vanished meanwhile)."""
+    info = get_collection(client, name)
+    if info is None:
+        return None
+    config = info.get("config", {})
+    params = config.get("params", {})
+    entry = {"name": name}
+    entry.update(collection_facts(info))
+    entry.update(optimizer_config=config.get("optimizer_config"), vectors=params.get("vectors"),
+                 sparse_vectors=params.get("sparse_vectors") or {},
+                 snapshots_count=len(list_snapshots(client, name)))
+    return entry
+
+
+def main():
+    spec = common_argument_spec_qdrant()
+    spec.update(name=dict(type="str", aliases=["collection"]))
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    name = module.params["name"]
+    client = qdrant_client(module)
+    try:
+        names = [name] if name else list_collection_names(client)
+        collections = [entry for entry in (describe(client, n) for n in names) if entry is not None]
+    except HttpError as e:
+        fail_from_http(module, e, "cannot read Qdrant collections")
+    result = dict(changed=False, collections=collections)
+    if name:
+        result["exists"] = bool(collections)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
