@@ -210,3 +210,9 @@ def recover_from_url(client, name, url, checksum, priority="snapshot", timeout=N
     body = {"location": url, "priority": priority, "checksum": checksum}
     client.request("PUT", _path("collections", name, "snapshots", "recover", wait="true"), json=body,
                    timeout=timeout)
+
+
+def count_points(client, name):
+    """Exact number of points (POST /collections/{n}/points/count {"exact": true})."""
+    result = _result(client.request("POST", _path("collections", name, "points", "count"), json={"exact": True}))
+    return int((result or {}).get("count", 0))

@@ -19,6 +19,7 @@ from ansible.module_utils.basic import missing_required_lib
 
 try:
     import boto3
+    from boto3.exceptions import Boto3Error
     from boto3.s3.transfer import TransferConfig
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
@@ -35,6 +36,9 @@ except ImportError:
     class ClientError(Exception):
         pass
 
+    class Boto3Error(Exception):
+        pass
+
 
 CHUNK = 1 << 20
 # Metadata keys written with every backup object (S3 lower-cases user metadata keys).
@@ -43,7 +47,7 @@ META_POINTS = "points-count"
 META_COLLECTION = "collection"
 META_SNAPSHOT = "snapshot"
 
-S3_ERRORS = (BotoCoreError, ClientError)
+S3_ERRORS = (BotoCoreError, ClientError, Boto3Error)
 
 
 def require_boto3(module):
