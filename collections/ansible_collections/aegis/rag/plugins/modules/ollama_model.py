@@ -408,7 +408,8 @@ def main():
                 result["test"] = run_test(client, name, test)
             except TestFailed as exc:
                 result["test"] = exc.report
-                module.fail_json(msg="%s: %s" % (name, exc.msg), **result)
+                result["msg"] = "%s (%s): %s" % (name, result["msg"], exc.msg)
+                module.fail_json(**result)
     module.exit_json(**result)
 
 
