@@ -143,3 +143,12 @@ def test_timeout_is_reported_as_timed_out(monkeypatch, http_server):
         HttpClient(http_server.url, timeout=0.3, retries=0).get("/slow")
     assert "timed out" in exc.value.msg and exc.value.status is None
     assert time.monotonic() - t0 < 1.4
+
+
+def test_tls_context_is_cached_and_honours_validate_certs():
+    import ssl
+
+    strict = http_mod._tls_context("https://q:6333", True)
+    lax = http_mod._tls_context("HTTPS://q:6333", False)
+    assert strict.verify_mode == ssl.CERT_REQUIRED and lax.verify_mode == ssl.CERT_NONE
+    assert http_mod._tls_context("https://other", True) is strict

@@ -22,6 +22,7 @@ import random
 import socket
 import ssl
 import tempfile
+import threading
 import time
 import uuid
 from urllib.error import HTTPError as _UrlHTTPError
@@ -30,13 +31,29 @@ from urllib.parse import urlencode
 
 from ansible.module_utils.basic import env_fallback
 from ansible.module_utils.urls import ConnectionError as _AnsibleConnectionError
-from ansible.module_utils.urls import Request
+from ansible.module_utils.urls import Request, make_context
 
 RETRY_STATUSES = (502, 503, 504)
 EXCERPT_CHARS = 300
 MAX_BACKOFF_S = 10.0
 _TRANSIENT = (URLError, socket.timeout, TimeoutError, ConnectionError, http.client.HTTPException,
               ssl.SSLError, _AnsibleConnectionError)
+
+
+_TLS_CONTEXTS = {}
+_TLS_LOCK = threading.Lock()
+
+
+def _tls_context(url, validate_certs):
+    """One TLS context per process and setting: loading the CA store costs ~50 ms, too much per request.
+
+    Plain http:// never uses the context, so it gets a bare one (no CA store loaded)."""
+    key = "https-%s" % validate_certs if url.lower().startswith("https:") else "http"
+    with _TLS_LOCK:
+        if key not in _TLS_CONTEXTS:
+            _TLS_CONTEXTS[key] = (make_context(validate_certs=validate_certs) if key != "http"
+                                  else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+        return _TLS_CONTEXTS[key]
 
 
 class HttpError(Exception):
@@ -134,7 +151,8 @@ class HttpClient:
             data = body() if callable(body) else body
             try:
                 resp = self._request.open(method, url, data=data, headers=all_headers,
-                                          timeout=self.timeout if timeout is None else timeout)
+                                          timeout=self.timeout if timeout is None else timeout,
+                                          context=_tls_context(url, self.validate_certs))
                 status = resp.status if hasattr(resp, "status") else resp.getcode()
                 if status in expect:
                     return resp
