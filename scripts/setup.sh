@@ -36,7 +36,10 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   pip install -q --upgrade pip >/dev/null
   # torch first and alone: the pinned CPU build, never the multi-GB CUDA one.
   pip install -q "torch==2.13.0"
-  pip install -q -e ".${extras}"
+  # llama.cpp is compiled here (~6 min once). Portable AVX2 build: a -march=native build picks up
+  # AMX on some virtual CPUs that cannot use it and crashes in the first decode.
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" \
+    pip install -q -e ".${extras}"
   echo "$want" > "$stamp"
 fi
 log "ready: .venv/bin/aegis-rag"

@@ -23,3 +23,14 @@ CACHE_MISSES = Counter("aegis_embedding_cache_misses_total", "Query embeddings c
 CACHE_ERRORS = Counter("aegis_embedding_cache_errors_total", "Cache operations that failed (counted as misses)")
 DOCUMENTS = Gauge("aegis_documents", "Documents in the collection", multiprocess_mode="mostrecent")
 POINTS = Gauge("aegis_points", "Points (chunks) in the collection", multiprocess_mode="mostrecent")
+
+
+def init_series(backend: str) -> None:
+    """Create the labelled series at zero, so alert expressions see 0 instead of no data."""
+    for kind in ("query", "passage"):
+        EMBED_SECONDS.labels(kind)
+    if backend != "extractive":
+        GENERATION_SECONDS.labels(backend)
+        GENERATIONS.labels(backend)
+        for reason in ("timeout", "error"):
+            GENERATION_FAILURES.labels(backend, reason)

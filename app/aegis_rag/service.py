@@ -61,6 +61,7 @@ class RagService:
         self._bm25 = None
         self._opened = False
         self._open_lock = threading.Lock()
+        metrics.init_series(self.generator.name)
 
     # --- lifecycle
     def open(self) -> None:

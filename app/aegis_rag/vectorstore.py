@@ -83,6 +83,8 @@ def document_key(document_id: str, content_hash: str, name: str) -> str:
 def parse_document_keys(hits: list[tuple[str, int]]) -> list[dict]:
     docs = []
     for value, count in hits:
+        if count <= 0:  # Qdrant Edge's exact facet keeps values whose points were all deleted, at count 0
+            continue
         doc_id, content_hash, name = value.split("|", 2)
         docs.append({"id": doc_id, "document": name, "content_hash": content_hash, "chunks": count})
     return sorted(docs, key=lambda d: d["document"])

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
 from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -33,6 +34,8 @@ def create_app(settings: Settings | None = None, service: RagService | None = No
             app.state.service.open()
         except DependencyError as exc:  # start anyway: /ready says what is missing, retried on use
             log.warning("starting without %s: %s", exc.dependency, exc.detail)
+        except ConfigurationError as exc:  # e.g. embedding model mismatch: /ready and /chat carry the message
+            log.error("the vector store cannot be used: %s", exc)
         yield
         app.state.service.close()
 
@@ -42,7 +45,11 @@ def create_app(settings: Settings | None = None, service: RagService | None = No
     app.include_router(health.router)
     app.include_router(chat_router(chat_request_model(settings)))
     app.include_router(documents.router)
-    Instrumentator(should_group_status_codes=True, excluded_handlers=["/metrics"]).instrument(app)
+    # HTTP metrics live in the app's own registry, so every app (one per worker; several in tests)
+    # records its own; /metrics exposes them with Aegis' stage metrics.
+    app.state.http_registry = CollectorRegistry()
+    Instrumentator(should_group_status_codes=True, excluded_handlers=["/metrics"],
+                   registry=app.state.http_registry).instrument(app)
     _error_handlers(app)
     return app
 

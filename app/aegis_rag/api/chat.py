@@ -1,7 +1,5 @@
 """POST /chat: JSON answer, or Server-Sent Events with `stream: true`."""
 
-from __future__ import annotations
-
 import json
 
 from fastapi import APIRouter, Depends, Request

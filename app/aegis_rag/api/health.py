@@ -23,12 +23,13 @@ def ready(request: Request):
 
 
 @router.get("/metrics")
-def metrics():
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+def metrics(request: Request):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # several workers: aggregate every worker's files
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+        body = generate_latest(registry)
     else:
-        registry = REGISTRY
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        body = generate_latest(REGISTRY) + generate_latest(request.app.state.http_registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
