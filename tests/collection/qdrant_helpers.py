@@ -43,7 +43,14 @@ class Rest:
                        json={"filter": {}}).raise_for_status()
 
     def points(self, name):
-        """{id: (payload, vectors)} of every point."""
+        """{id: payload} of every point."""
+        return {pid: payload for pid, (payload, _) in self._scroll(name).items()}
+
+    def vectors(self, name):
+        """{id: {vector name: [floats]}} of every point."""
+        return {pid: vector for pid, (_, vector) in self._scroll(name).items()}
+
+    def _scroll(self, name):
         out, offset = {}, None
         while True:
             body = {"limit": 256, "with_payload": True, "with_vector": True}
@@ -67,3 +74,14 @@ class Rest:
         resp = self.http.post(f"/collections/{name}/snapshots", params={"wait": "true"})
         resp.raise_for_status()
         return resp.json()["result"]
+
+
+def assert_same_vectors(got, want, tolerance=1e-6):
+    """Same ids and vector names, values equal to float32 precision (the double re-normalises cosine
+    vectors in float64 when it loads a snapshot; a real server restores the stored bytes)."""
+    assert got.keys() == want.keys()
+    for pid, vectors in want.items():
+        assert got[pid].keys() == vectors.keys(), pid
+        for name, values in vectors.items():
+            assert len(got[pid][name]) == len(values)
+            assert all(abs(a - b) <= tolerance for a, b in zip(got[pid][name], values)), (pid, name)

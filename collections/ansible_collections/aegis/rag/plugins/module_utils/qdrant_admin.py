@@ -198,11 +198,11 @@ def download_snapshot(client, name, snapshot, dest_path, timeout=None):
                                  timeout=timeout)
 
 
-def recover_by_upload(client, name, snapshot_path, checksum, priority="snapshot", timeout=None):
+def recover_by_upload(client, name, snapshot_path, checksum, filename, priority="snapshot", timeout=None):
     """Recover `name` from a local snapshot file by streamed multipart upload (field `snapshot`).
     Qdrant checks `checksum` (sha256) before touching the collection."""
     path = _path("collections", name, "snapshots", "upload", wait="true", priority=priority, checksum=checksum)
-    client.upload_file("POST", path, snapshot_path, "snapshot", "%s.snapshot" % name, timeout=timeout)
+    client.upload_file("POST", path, snapshot_path, "snapshot", filename, timeout=timeout)
 
 
 def recover_from_url(client, name, url, checksum, priority="snapshot", timeout=None):

@@ -323,7 +323,8 @@ class Restore:
     def recover(self, key, sha):
         timeout = self.p["wait_timeout"]
         if self.p["recover_via"] == "upload":
-            recover_by_upload(self.qdrant, self.collection, self.staged, sha, self.p["priority"], timeout=timeout)
+            recover_by_upload(self.qdrant, self.collection, self.staged, sha, key.rsplit("/", 1)[-1],
+                              self.p["priority"], timeout=timeout)
         else:
             url = s3.presigned_get_url(self.s3, self.p["bucket"], key, self.p["url_expiry"])
             recover_from_url(self.qdrant, self.collection, url, sha, self.p["priority"], timeout=timeout)
