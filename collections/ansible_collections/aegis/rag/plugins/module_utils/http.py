@@ -15,7 +15,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
-import http.client
 import json as jsonlib
 import os
 import random
@@ -25,6 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
+from http.client import HTTPException
 from urllib.error import HTTPError as _UrlHTTPError
 from urllib.error import URLError
 from urllib.parse import urlencode
@@ -36,7 +36,7 @@ from ansible.module_utils.urls import Request, make_context
 RETRY_STATUSES = (502, 503, 504)
 EXCERPT_CHARS = 300
 MAX_BACKOFF_S = 10.0
-_TRANSIENT = (URLError, socket.timeout, TimeoutError, ConnectionError, http.client.HTTPException,
+_TRANSIENT = (URLError, socket.timeout, TimeoutError, ConnectionError, HTTPException,
               ssl.SSLError, _AnsibleConnectionError)
 
 

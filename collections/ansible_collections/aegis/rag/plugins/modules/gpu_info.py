@@ -18,7 +18,7 @@ description:
   - A host without C(nvidia-smi), without a driver or without GPUs is not an error; RV(gpus) is then
     empty and RV(msg) says why.
 author:
-  - Aegis contributors
+  - Aegis maintainers (@aegis-rag)
 extends_documentation_fragment:
   - aegis.rag.attributes
   - aegis.rag.attributes.READ_ONLY
@@ -171,7 +171,7 @@ def find_nvidia_smi(module):
 def run(cmd, timeout):
     """(rc, output) of a command; rc None when it could not run or timed out."""
     try:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
+        proc = subprocess.run(cmd, check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
                               universal_newlines=True, env=dict(os.environ, LC_ALL="C"))
     except subprocess.TimeoutExpired:
         return None, "timed out after %ss" % timeout

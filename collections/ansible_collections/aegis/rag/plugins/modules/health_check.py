@@ -24,7 +24,7 @@ description:
     (Jina always, others with C(required=false)) reports V(warning) instead.
   - The module never changes anything; C(changed) is always V(false).
 author:
-  - Aegis contributors
+  - Aegis maintainers (@aegis-rag)
 extends_documentation_fragment:
   - aegis.rag.attributes
 attributes:
@@ -50,7 +50,7 @@ options:
     default: true
   fail_on_failure:
     description:
-      - Fail the task when a required check fails. With V(false) the task succeeds and RV(failed) lists
+      - Fail the task when a required check fails. With V(false) the task succeeds and RV(failed_checks) lists
         the failed checks, so a playbook can print them before failing.
     type: bool
     default: true
@@ -548,8 +548,8 @@ def main():
     failed = [r for r in reports if r["status"] == FAILED]
     result = dict(changed=False, checks=reports, summary=summary, failed_checks=[r["name"] for r in failed])
     if failed and module.params["fail_on_failure"]:
-        module.fail_json(msg="health check failed: %s" % "; ".join("%s: %s" % (r["name"], r["detail"])
-                                                                     for r in failed), **result)
+        details = "; ".join("%s: %s" % (r["name"], r["detail"]) for r in failed)
+        module.fail_json(msg="health check failed: %s" % details, **result)
     result["msg"] = "%d of %d checks ok%s" % (summary[OK], summary["total"],
                                               ", %d failed" % len(failed) if failed else "")
     module.exit_json(**result)

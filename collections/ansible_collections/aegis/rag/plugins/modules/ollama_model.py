@@ -21,7 +21,7 @@ description:
   - With O(test), the module then runs one timed generation and fails, with the details, when the
     answer is empty, does not match O(test.expect), or does not come within O(test.timeout).
 author:
-  - Aegis contributors
+  - Aegis maintainers (@aegis-rag)
 extends_documentation_fragment:
   - aegis.rag.ollama
   - aegis.rag.attributes
@@ -262,9 +262,8 @@ def desired_action(state, installed):
 
 def pull(client, name, insecure, line_timeout):
     progress = Progress()
-    stream = client.stream_json_lines("POST", "/api/pull", json={"model": name, "stream": True,
-                                                                  "insecure": insecure},
-                                      timeout=line_timeout)
+    payload = {"model": name, "stream": True, "insecure": insecure}
+    stream = client.stream_json_lines("POST", "/api/pull", json=payload, timeout=line_timeout)
     try:
         for event in stream:
             if not isinstance(event, dict):
