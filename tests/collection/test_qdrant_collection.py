@@ -171,7 +171,7 @@ def test_info_one_and_all(run_tasks, qdrant, collection_name):
     rest = Rest(qdrant)
     rest.create(collection_name, sparse_vectors={"bm25": {}})
     rest.upsert(collection_name, range(1, 8))
-    rest.snapshot(collection_name)
+    snap = rest.snapshot(collection_name)
     tasks = [{"name": "one", "aegis.rag.qdrant_collection_info": {"name": collection_name}},
              {"name": "all", "aegis.rag.qdrant_collection_info": {}},
              {"name": "missing", "aegis.rag.qdrant_collection_info": {"name": collection_name + "_nope"}}]
@@ -179,7 +179,8 @@ def test_info_one_and_all(run_tasks, qdrant, collection_name):
     one = out.result("one")
     assert one["changed"] is False and one["exists"] is True
     facts = one["collections"][0]
-    assert facts["name"] == collection_name and facts["points_count"] == 7 and facts["snapshots_count"] == 1
+    assert facts["name"] == collection_name and facts["points_count"] == 7
+    assert facts["snapshots_count"] == 1 and facts["snapshots"] == [snap]
     assert facts["optimizer_status"] == "ok" and facts["status"] in ("green", "yellow")
     assert facts["vectors"]["dense"]["size"] == 4 and "bm25" in facts["sparse_vectors"]
     assert "deleted_threshold" in facts["optimizer_config"]

@@ -24,7 +24,7 @@ def seeded(qdrant, collection_name):
     return rest
 
 
-def test_present_list_absent(run_tasks, qdrant, collection_name, seeded):
+def test_present_absent_and_listing(run_tasks, qdrant, collection_name, seeded):
     defaults = play(qdrant)
     checked = run_tasks([task(collection=collection_name)], check=True, diff=True, play=defaults).result(0)
     assert checked["changed"] is True and checked["snapshot"] is None
@@ -37,8 +37,8 @@ def test_present_list_absent(run_tasks, qdrant, collection_name, seeded):
     assert len(snap["checksum"]) == 64 and snap["size"] > 0
     assert seeded.snapshots(collection_name) == [snap["name"]]
 
-    listed = run_tasks([task(collection=collection_name, state="list")], play=defaults).result(0)
-    assert listed["changed"] is False and [s["name"] for s in listed["snapshots"]] == [snap["name"]]
+    listed = run_tasks([{"aegis.rag.qdrant_collection_info": {"name": collection_name}}], play=defaults).result(0)
+    assert listed["changed"] is False and listed["collections"][0]["snapshots"] == [snap]
 
     absent = [task(collection=collection_name, state="absent", snapshot_name=snap["name"])]
     checked = run_tasks(absent, check=True, diff=True, play=defaults).result(0)
@@ -161,6 +161,7 @@ def test_s3_upload_to_missing_bucket_fails_cleanly(run_tasks, qdrant, s3, collec
     ({"state": "prune", "keep_last": -1}, "keep_last must be 0 or more"),
     ({"state": "absent"}, "state is absent but all of the following are missing: snapshot_name"),
     ({"state": "s3_upload"}, "state is s3_upload but all of the following are missing: bucket"),
+    ({"state": "list"}, "value of state must be one of: present, absent, prune, download, s3_upload"),
 ])
 def test_bad_parameters(run_tasks, qdrant, collection_name, seeded, args, message):
     out = run_tasks([task(collection=collection_name, **args)], expect_failure=True, play=play(qdrant)).result(0)
@@ -168,7 +169,7 @@ def test_bad_parameters(run_tasks, qdrant, collection_name, seeded, args, messag
 
 
 def test_missing_collection_and_qdrant_down(run_tasks, qdrant, collection_name):
-    out = run_tasks([task(collection=collection_name, state="list")], expect_failure=True,
+    out = run_tasks([task(collection=collection_name, state="prune", keep_last=1)], expect_failure=True,
                     play=play(qdrant)).result(0)
     assert out["msg"] == f"collection {collection_name} does not exist"
     qdrant.stop()

@@ -47,8 +47,6 @@ META_POINTS = "points-count"
 META_COLLECTION = "collection"
 META_SNAPSHOT = "snapshot"
 
-S3_ERRORS = (BotoCoreError, ClientError, Boto3Error)
-
 
 def require_boto3(module):
     if not HAS_BOTO3:
@@ -71,7 +69,7 @@ def s3_client(module):
     }
     try:
         return boto3.session.Session().client("s3", **kwargs)
-    except S3_ERRORS + (ValueError,) as e:
+    except (BotoCoreError, ClientError, Boto3Error, ValueError) as e:
         module.fail_json(msg="cannot build an S3 client: %s" % e)
 
 

@@ -13,7 +13,7 @@ module: qdrant_collection
 short_description: Manage a Qdrant collection, its optimizer settings and its health
 version_added: 0.1.0
 author:
-  - Aegis contributors
+  - Aegis maintainers (@aegis-rag)
 description:
   - Creates a Qdrant collection with its vector parameters, or deletes it.
   - Vector parameters are set at creation only. When the collection exists with different vector
@@ -51,7 +51,7 @@ options:
     description:
       - Dense vector parameters, used when the collection is created and checked when it exists.
       - Either one unnamed vector, C({size, distance}), or a map of vector names to C({size, distance}).
-      - O(vectors.distance) is one of C(Cosine), C(Euclid), C(Dot), C(Manhattan) (case does not matter).
+      - C(distance) is one of C(Cosine), C(Euclid), C(Dot), C(Manhattan) (case does not matter).
       - Other Qdrant vector parameters (for example C(on_disk), C(hnsw_config)) are passed through at
         creation and compared when given.
     type: dict

@@ -13,10 +13,10 @@ module: qdrant_collection_info
 short_description: Read the health figures of Qdrant collections
 version_added: 0.1.0
 author:
-  - Aegis contributors
+  - Aegis maintainers (@aegis-rag)
 description:
   - Returns status, optimizer status, point, indexed vector and segment counts, optimizer configuration,
-    vector parameters and the number of snapshots of one collection or of all of them.
+    vector parameters and the snapshots (newest first) of one collection or of all of them.
   - Reads only; never changes anything.
 extends_documentation_fragment:
   - aegis.rag.attributes
@@ -42,6 +42,10 @@ EXAMPLES = r"""
 - name: Fail when the optimizer reports an error
   ansible.builtin.assert:
     that: docs.collections[0].optimizer_status == 'ok'
+
+- name: Names of the snapshots of the documents collection, newest first
+  ansible.builtin.debug:
+    msg: "{{ docs.collections[0].snapshots | map(attribute='name') | list }}"
 
 - name: Every collection, for a report
   aegis.rag.qdrant_collection_info:
@@ -100,11 +104,18 @@ collections:
     snapshots_count:
       description: Number of snapshots of the collection on the Qdrant node.
       type: int
-      sample: 7
+      sample: 1
+    snapshots:
+      description: The collection's snapshots on the Qdrant node, newest first, as Qdrant describes them.
+      type: list
+      elements: dict
+      sample: [{name: aegis_docs_v2-3513412-2025-01-31-02-00-00.snapshot, creation_time: "2025-01-31T02:00:00",
+                size: 73400320, checksum: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}]
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.aegis.rag.plugins.module_utils.backup import newest_first
 from ansible_collections.aegis.rag.plugins.module_utils.http import (
     HttpError, common_argument_spec_qdrant, fail_from_http)
 from ansible_collections.aegis.rag.plugins.module_utils.qdrant import (
@@ -122,9 +133,10 @@ def describe(client, name):
     params = config.get("params", {})
     entry = {"name": name}
     entry.update(collection_facts(info))
+    snapshots = newest_first(list_snapshots(client, name))
     entry.update(optimizer_config=config.get("optimizer_config"), vectors=params.get("vectors"),
-                 sparse_vectors=params.get("sparse_vectors") or {},
-                 snapshots_count=len(list_snapshots(client, name)))
+                 sparse_vectors=params.get("sparse_vectors") or {}, snapshots=snapshots,
+                 snapshots_count=len(snapshots))
     return entry
 
 

@@ -13,9 +13,10 @@ module: qdrant_restore
 short_description: Restore a Qdrant collection from a snapshot backed up to S3
 version_added: 0.1.0
 author:
-  - Aegis contributors
+  - Aegis maintainers (@aegis-rag)
 description:
-  - Restores O(collection) from a backup written by M(aegis.rag.qdrant_snapshot) with O(state=s3_upload),
+  - Restores O(collection) from a backup written by M(aegis.rag.qdrant_snapshot) with
+    O(aegis.rag.qdrant_snapshot#module:state=s3_upload),
     found under C(<prefix>/<source_collection>/<YYYYMMDD>/), the newest one or the newest of O(backup_date).
   - "Steps, in order: pick the object and read its metadata; refuse to overwrite a collection that holds
     points unless O(force=true); with O(recover_via=upload), stream the object to a file in O(tmp_dir)
@@ -317,8 +318,8 @@ class Restore:
             size, got = s3.download_to_file(self.s3, self.p["bucket"], key, out)
         if got != sha or size != self.result["size"]:
             self.fail("checksum mismatch for s3://%s/%s: downloaded %d bytes with sha256 %s, metadata says %s bytes "
-                      "with sha256 %s; nothing was restored" % (self.p["bucket"], key, size, got,
-                                                                 self.result["size"], sha))
+                      "with sha256 %s; nothing was restored"
+                      % (self.p["bucket"], key, size, got, self.result["size"], sha))
 
     def recover(self, key, sha):
         timeout = self.p["wait_timeout"]
@@ -352,7 +353,7 @@ class Restore:
             self.module.warn("s3://%s/%s has no points-count metadata; point count not verified"
                              % (self.p["bucket"], key))
         elif self.result["points_count"] != expected:
-            self.fail("restored collection %s has %d points, the backup's metadata says %d"
+            self.fail("restored collection %s has %s points, the backup's metadata says %s"
                       % (self.collection, self.result["points_count"], expected))
 
     def cleanup(self):
@@ -380,7 +381,7 @@ def main():
                        **dict(job.result, durations=job.durations))
     except QdrantWaitTimeout as e:
         job.fail("restore of %s: %s" % (job.collection, e.msg), durations=job.durations)
-    except s3.S3_ERRORS as e:
+    except (s3.BotoCoreError, s3.ClientError, s3.Boto3Error) as e:
         job.fail("S3 request during the restore of %s failed: %s" % (job.collection, s3.describe_error(e)),
                  durations=job.durations)
     finally:

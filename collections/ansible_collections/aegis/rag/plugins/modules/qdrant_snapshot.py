@@ -10,14 +10,15 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: qdrant_snapshot
-short_description: Create, list, delete, prune, download and back up Qdrant collection snapshots to S3
+short_description: Create, delete, prune, download and back up Qdrant collection snapshots to S3
 version_added: 0.1.0
 author:
-  - Aegis contributors
+  - Aegis maintainers (@aegis-rag)
 description:
   - V(present) creates a snapshot of the collection and waits for it. Every run makes a new snapshot,
     so it always reports a change.
-  - V(list) returns the collection's snapshots, newest first.
+  - Every state returns the collection's snapshots, newest first. To only list them, use
+    M(aegis.rag.qdrant_collection_info), which reads and never changes anything.
   - V(absent) deletes the snapshot O(snapshot_name); a snapshot that is already gone is no change.
   - V(prune) deletes the snapshots that are neither among the O(keep_last) newest nor younger than
     O(max_age). In check mode it returns the ones that would go.
@@ -51,7 +52,7 @@ options:
   state:
     description: What to do; see the description.
     type: str
-    choices: [present, list, absent, prune, download, s3_upload]
+    choices: [present, absent, prune, download, s3_upload]
     default: present
   snapshot_name:
     description:
@@ -93,6 +94,7 @@ options:
     default: 600
 seealso:
   - module: aegis.rag.qdrant_restore
+  - module: aegis.rag.qdrant_collection_info
 """
 
 EXAMPLES = r"""
@@ -197,7 +199,7 @@ def argument_spec():
     spec.update(
         collection=dict(type="str", required=True, aliases=["name"]),
         state=dict(type="str", default="present",
-                   choices=["present", "list", "absent", "prune", "download", "s3_upload"]),
+                   choices=["present", "absent", "prune", "download", "s3_upload"]),
         snapshot_name=dict(type="str"),
         keep_last=dict(type="int"),
         max_age=dict(type="str"),
@@ -246,9 +248,6 @@ class Snapshots:
 
     def create(self):
         return create_snapshot(self.client, self.collection, timeout=self.p["wait_timeout"])
-
-    def state_list(self):
-        self.result["snapshots"] = self.current()
 
     def state_present(self):
         before = self.current()
@@ -371,7 +370,7 @@ class Snapshots:
                 self.result.update(changed=True, sha256=snap.get("checksum"))
                 return
             self.upload(client, snap, head, key, points)
-        except s3.S3_ERRORS as e:
+        except (s3.BotoCoreError, s3.ClientError, s3.Boto3Error) as e:
             self.module.fail_json(msg="S3 request on s3://%s/%s failed: %s" % (bucket, key, s3.describe_error(e)),
                                   **self.result)
 
