@@ -79,7 +79,7 @@ class RedisCache(NoCache):
 
     def put(self, key, vector):
         try:
-            self._redis.setex(key, self._ttl, np.asarray(vector, dtype=np.float32).tobytes())
+            self._redis.set(key, np.asarray(vector, dtype=np.float32).tobytes(), ex=self._ttl)
         except Exception as exc:
             metrics.CACHE_ERRORS.inc()
             log.warning("embedding cache put failed: %s", exc)

@@ -138,7 +138,7 @@ class LocalEmbedder:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.onnx")
         log.info("exporting %s to ONNX at %s (once)", self.model, path)
-        torch.onnx.export(_Wrapper(model), args, str(tmp), dynamo=True, dynamic_shapes=(dims, dims, dims),
+        torch.onnx.export(_Wrapper(model).eval(), args, str(tmp), dynamo=True, dynamic_shapes=(dims, dims, dims),
                           input_names=["input_ids", "attention_mask", "token_type_ids"],
                           output_names=["last_hidden_state"], external_data=False)
         tmp.replace(path)

@@ -14,6 +14,7 @@ SEARCH_SECONDS = Histogram("aegis_vector_search_duration_seconds", "Vector store
 SEARCHES = Counter("aegis_vector_searches_total", "Vector store queries")
 SEARCH_FAILURES = Counter("aegis_vector_search_failures_total", "Vector store queries that failed")
 RERANK_SECONDS = Histogram("aegis_rerank_duration_seconds", "Rerank time", buckets=_SLOW)
+RERANK_FAILURES = Counter("aegis_rerank_failures_total", "Reranks that failed (fused order used instead)")
 GENERATION_SECONDS = Histogram("aegis_generation_duration_seconds", "LLM generation time", ["backend"], buckets=_SLOW)
 GENERATIONS = Counter("aegis_generations_total", "LLM generations attempted", ["backend"])
 GENERATION_FAILURES = Counter("aegis_generation_failures_total", "LLM generations that failed", ["backend", "reason"])

@@ -130,8 +130,13 @@ class RagService:
         timings["search"] = _ms(t)
         if self.reranker.name != "none":
             t = time.perf_counter()
-            with metrics.RERANK_SECONDS.time():
-                hits = self.reranker.rerank(question, hits, top_k)
+            try:
+                with metrics.RERANK_SECONDS.time():
+                    hits = self.reranker.rerank(question, hits, top_k)
+            except DependencyError as exc:  # reranking refines; without it the fused order still answers
+                metrics.RERANK_FAILURES.inc()
+                log.warning("rerank skipped: %s", exc.detail)
+                timings["rerank_skipped"] = True
             timings["rerank"] = _ms(t)
         return hits[:top_k]
 
