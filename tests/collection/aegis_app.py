@@ -23,14 +23,16 @@ def free_port() -> int:
 
 
 class AegisServer:
-    def __init__(self, data_dir: Path, **settings) -> None:
+    def __init__(self, data_dir: Path, embedder=None, **settings) -> None:
         from aegis_rag.api import create_app
+        from aegis_rag.service import RagService
         from aegis_rag.settings import Settings
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.settings = Settings(data_dir=data_dir, port=self.port, **settings)
-        config = uvicorn.Config(create_app(self.settings), host="127.0.0.1", port=self.port, log_level="warning",
+        service = RagService(self.settings, embedder=embedder) if embedder is not None else None
+        config = uvicorn.Config(create_app(self.settings, service), host="127.0.0.1", port=self.port, log_level="warning",
                                 lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="aegis-api", daemon=True)

@@ -128,3 +128,50 @@ def run_tasks(tmp_path):
 @pytest.fixture(scope="session")
 def collection_root() -> Path:
     return COLLECTION_ROOT
+
+
+@pytest.fixture(scope="session")
+def local_embedder(tmp_path_factory):
+    """The bundled MiniLM embedder, exported to ONNX once per session and shared by every Aegis app."""
+    from aegis_rag.embeddings import LocalEmbedder
+
+    return LocalEmbedder.bundled("onnx", tmp_path_factory.mktemp("aegis-models"))
+
+
+@pytest.fixture(scope="module")
+def aegis_api(tmp_path_factory, local_embedder):
+    """A real Aegis API (embedded vector store, extractive answers) on a free loopback port, one document in."""
+    from tests.collection.aegis_app import AegisServer
+
+    server = AegisServer(tmp_path_factory.mktemp("aegis-data"), embedder=local_embedder).start()
+    server.add_document()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_aegis(tmp_path, local_embedder):
+    """Factory for an extra Aegis API with other settings (e.g. api_keys=[...]); stopped at test end."""
+    from tests.collection.aegis_app import AegisServer
+
+    servers = []
+
+    def start(**settings):
+        server = AegisServer(tmp_path / f"aegis{len(servers)}", embedder=local_embedder, **settings).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def closed_port_url():
+    """A loopback URL where nothing listens (connection refused)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

@@ -96,15 +96,3 @@ def http_server():
     yield fake
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-def closed_port_url():
-    """A loopback URL where nothing listens (connection refused)."""
-    import socket
-
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return f"http://127.0.0.1:{port}"

@@ -25,6 +25,7 @@ def test_names_without_tag_mean_latest():
     assert normalize_name("llama3") == "llama3:latest"
     assert normalize_name("registry.local:5000/team/llama3") == "registry.local:5000/team/llama3:latest"
     assert normalize_name("deepseek-r1:7b") == "deepseek-r1:7b"
+    assert normalize_name("registry.ollama.ai/library/Llama3") == "llama3:latest"
     models = [{"name": "llama3:latest", "model": "llama3:latest"}, {"name": "deepseek-r1:7b"}]
     assert find_model(models, "llama3")["name"] == "llama3:latest"
     assert find_model(models, "deepseek-r1") is None

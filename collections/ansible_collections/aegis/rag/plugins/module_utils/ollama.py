@@ -18,9 +18,16 @@ def ollama_client(module, retries=3):
                       retries=retries)
 
 
+DEFAULT_REGISTRY_PREFIXES = ("registry.ollama.ai/library/", "registry.ollama.ai/")
+
+
 def normalize_name(name):
-    """Ollama's canonical short name: a missing tag means ':latest' ('llama3' == 'llama3:latest')."""
-    name = name.strip()
+    """Ollama's canonical name: case-insensitive, default registry implied, missing tag = ':latest'."""
+    name = name.strip().lower()
+    for prefix in DEFAULT_REGISTRY_PREFIXES:
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+            break
     last = name.rsplit("/", 1)[-1]
     return name if ":" in last or "@" in last else name + ":latest"
 
