@@ -136,7 +136,7 @@ class LocalEmbedder:
         args = tuple(torch.from_numpy(feeds[k]) for k in ("input_ids", "attention_mask", "token_type_ids"))
         dims = {0: torch.export.Dim("batch"), 1: torch.export.Dim("seq")}
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.onnx")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.onnx")  # workers starting together each export, one rename wins
         log.info("exporting %s to ONNX at %s (once)", self.model, path)
         torch.onnx.export(_Wrapper(model).eval(), args, str(tmp), dynamo=True, dynamic_shapes=(dims, dims, dims),
                           input_names=["input_ids", "attention_mask", "token_type_ids"],

@@ -1,0 +1,71 @@
+"""`aegis-rag serve` with several uvicorn workers: /metrics sums every worker (multiprocess mode)."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+from prometheus_client import CollectorRegistry, multiprocess
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_metrics_are_summed_across_workers(qdrant, ollama, collection_name, tmp_path):
+    port = free_port()
+    env = dict(os.environ, AEGIS_DATA_DIR=str(tmp_path), AEGIS_PORT=str(port), AEGIS_WORKERS="2",
+               AEGIS_QDRANT_URL=qdrant.url, AEGIS_QDRANT_API_KEY=qdrant.api_key or "", AEGIS_COLLECTION=collection_name,
+               AEGIS_EMBEDDER="ollama", AEGIS_EMBED_MODEL="nomic-embed-text", AEGIS_OLLAMA_URL=ollama.url,
+               AEGIS_LOG_LEVEL="warning")
+    proc = subprocess.Popen([sys.executable, "-m", "aegis_rag.cli", "serve"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, proc)
+        with httpx.Client(base_url=url, timeout=10) as client:
+            for i in range(40):  # a new connection each time, so both workers get some
+                r = httpx.post(f"{url}/chat", json={"question": f"question {i}", "history": []}, timeout=10)
+                assert r.status_code == 200
+            text = client.get("/metrics").text
+        # each worker writes its own counter file (counter_<pid>.db): both answered some requests
+        per_worker = [_chat_requests(f, tmp_path / f"one-{i}")
+                      for i, f in enumerate(sorted((tmp_path / "prometheus-multiproc").glob("counter_*.db")))]
+        assert len(per_worker) == 2 and all(n > 0 for n in per_worker), per_worker
+        values = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                  for fam in text_string_to_metric_families(text) for s in fam.samples}
+        assert values[("http_requests_total", (("handler", "/chat"), ("method", "POST"), ("status", "2xx")))] == 40
+        assert values[("aegis_embedding_cache_misses_total", ())] == 40
+        assert values[("aegis_vector_search_duration_seconds_count", ())] == 40
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def _chat_requests(counter_file, scratch) -> float:
+    """/chat 2xx requests counted by one worker: its file alone in a folder, read by the public collector."""
+    scratch.mkdir()
+    shutil.copy(counter_file, scratch)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(scratch))
+    return registry.get_sample_value("http_requests_total", {"handler": "/chat", "method": "POST", "status": "2xx"}) or 0
+
+
+def _wait_ready(url: str, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError("the API did not become ready")
