@@ -1,6 +1,8 @@
 """pytest plugin: the test stack as fixtures (registered by tests/conftest.py).
 
-Implements /work/notes/stack-contract.md. Additions and choices, names unchanged:
+Implements /work/notes/stack-contract.md. One change: the Qdrant double is three files (qdrant.py plus its
+siblings qdrant_store.py and qdrant_snapshots.py, imported like faults.py), so a host needs all of
+tests/doubles/ to run it as a script. Additions and choices, names unchanged:
 - Session doubles start once; after every test that used one (or changed it through its handle) an
   autouse fixture clears its fault rules, resumes/restarts it if the test paused/stopped it, and for
   Ollama restores the model registry and installed models.
@@ -38,7 +40,7 @@ from tests import stack
 class _Faults:
     """Fault rules on a double (tests/doubles/faults.py), switched at run time over HTTP."""
 
-    def __init__(self, handle: "Service") -> None:
+    def __init__(self, handle: Service) -> None:
         self._handle = handle
 
     def add(self, **rule: Any) -> int:

@@ -24,9 +24,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 QDRANT_API_KEY = "aegis-test-qdrant-key"
@@ -84,7 +84,7 @@ class Process:
     def url(self) -> str:
         return self.url_of(self.port)
 
-    def start(self, timeout: float = READY_TIMEOUT_S) -> "Process":
+    def start(self, timeout: float = READY_TIMEOUT_S) -> Process:
         if self.alive():
             return self
         self.port = self.port or free_port()

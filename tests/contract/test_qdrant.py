@@ -84,9 +84,9 @@ def test_metrics_use_the_real_names(client, http, aegis_collection):
     text = http.get("/metrics").text
     for name in ("collections_total", "rest_responses_total", "rest_responses_duration_seconds_bucket",
                  "rest_responses_duration_seconds_count", "app_info"):
-        assert re.search(rf"^{name}[{{ ]", text, re.M), name
+        assert re.search(rf"^{name}[{{ ]", text, re.MULTILINE), name
     assert 'endpoint="/collections/{collection_name}/points/query"' in text
-    total = re.search(r"^collections_total (\d+)", text, re.M)
+    total = re.search(r"^collections_total (\d+)", text, re.MULTILINE)
     assert total and int(total.group(1)) >= 1
 
 
@@ -359,3 +359,20 @@ def test_pause_makes_requests_hang(qdrant):
     finally:
         qdrant.resume()
     assert httpx.get(qdrant.url + "/healthz", timeout=5).status_code == 200
+
+
+def test_optimizations_report_follows_the_status(start_double, collection_name):
+    q = start_double("qdrant", optimize_seconds=0.4)
+    with closing(q.client()) as c:
+        c.create_collection(collection_name, vectors_config=m.VectorParams(size=DIM, distance=m.Distance.COSINE))
+        c.upsert(collection_name, points=[m.PointStruct(id=i, vector=vec(i)) for i in range(3)])
+        c.update_collection(collection_name, optimizers_config=m.OptimizersConfigDiff(indexing_threshold=1))
+        report = c.get_optimizations(collection_name)
+        assert [r.optimizer for r in report.running] == ["config_mismatch"]
+        assert report.running[0].progress.total == 3
+        time.sleep(0.5)
+        report = c.get_optimizations(collection_name, with_=["completed", "idle_segments"])
+        assert report.running == [] and [r.status for r in report.completed] == [m.TrackerStatusOneOf.DONE]
+        assert report.summary.queued_optimizations == 0 and report.idle_segments
+    r = httpx.get(f"{q.url}/collections/{collection_name}/optimizations", params={"with": "bogus"})
+    assert r.status_code == 400

@@ -4,7 +4,8 @@ Run it: ``python -m tests.doubles.jina --port 8081 --api-key K`` (or copy this f
 ``python3 jina.py``; needs fastapi and uvicorn).
 
 Every ``/v1`` call needs ``Authorization: Bearer <key>`` (401 otherwise). Embeddings are deterministic:
-words hashed into signed buckets (texts sharing words are close), nudged by the ``task`` (so query and
+words hashed into signed buckets at several prefix sizes (texts sharing words are close, and every
+truncation keeps every word), nudged by the ``task`` (so query and
 passage vectors of one text differ slightly, as with jina-embeddings-v3's task adapters), truncated to
 ``dimensions`` (Matryoshka) and L2-normalised unless ``normalized`` is false. ``embedding_type`` may be
 ``float`` (default) or ``base64`` (little-endian float32). Rerank scores are in (0, 1), from the share of
@@ -27,7 +28,7 @@ import base64
 import re
 import struct
 import zlib
-from typing import Literal, Optional, Union
+from typing import Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -36,7 +37,7 @@ from pydantic import BaseModel, Field
 try:
     from . import faults
 except ImportError:  # run as a plain script next to faults.py
-    import faults  # type: ignore[no-redef]
+    import faults
 
 EMBEDDING_MODELS = {"jina-embeddings-v3": 1024, "jina-embeddings-v2-base-en": 768,
                     "jina-embeddings-v2-base-code": 768, "jina-clip-v2": 1024, "jina-embeddings-v4": 2048}
@@ -52,9 +53,9 @@ class TextInput(BaseModel):
 
 class EmbeddingsRequest(BaseModel):
     model: str
-    input: Union[str, list[Union[str, TextInput]]]
-    task: Optional[Task] = None
-    dimensions: Optional[int] = Field(default=None, ge=1)
+    input: str | list[str | TextInput]
+    task: Task | None = None
+    dimensions: int | None = Field(default=None, ge=1)
     normalized: bool = True
     embedding_type: Literal["float", "base64", "binary", "ubinary"] = "float"
     late_chunking: bool = False
@@ -63,9 +64,9 @@ class EmbeddingsRequest(BaseModel):
 
 class RerankRequest(BaseModel):
     model: str
-    query: Union[str, TextInput]
-    documents: list[Union[str, TextInput]]
-    top_n: Optional[int] = Field(default=None, ge=1)
+    query: str | TextInput
+    documents: list[str | TextInput]
+    top_n: int | None = Field(default=None, ge=1)
     return_documents: bool = True
 
 
@@ -80,10 +81,18 @@ def words(text: str) -> list[str]:
 
 
 def hashed(text: str, dim: int, salt: str = "") -> list[float]:
+    """Each word adds a signed 1 in buckets of growing prefixes (16, 64, 256... dims), so every
+    Matryoshka prefix of the vector still carries every word."""
     vec = [0.0] * dim
     for word in words(text) or [""]:
         h = zlib.crc32((salt + word).encode())
-        vec[h % dim] += 1.0 if (h >> 16) & 1 else -1.0
+        scale = 16
+        while True:
+            size = min(scale, dim)
+            vec[h % size] += 1.0 if (h >> 16) & 1 else -1.0
+            if size == dim:
+                break
+            h, scale = zlib.crc32(h.to_bytes(4, "little")), scale * 4
     return vec
 
 
@@ -100,7 +109,7 @@ def embed(text: str, dim: int, task: str | None) -> list[float]:
     return base
 
 
-def text_of(item: Union[str, TextInput]) -> str:
+def text_of(item: str | TextInput) -> str:
     return item if isinstance(item, str) else item.text
 
 

@@ -18,8 +18,9 @@ Answers are deterministic: "Based on the context: " followed by the first 60 dis
 (4+ letters, stopwords dropped, in order of appearance) of the last user message (``/api/generate``: the
 prompt), then of the system messages, plus the bracketed citations ``[n]`` found there. So a test can see
 that retrieved context reached the model. Thinking models (``deepseek-r1``) answer ``thinking`` separately
-when ``think`` is true or absent. Embeddings hash words into ``embedding_length`` signed buckets and are
-L2-normalised: deterministic, and texts sharing words are close.
+when ``think`` is true or absent. Embeddings hash words into ``embedding_length`` signed buckets (at several
+prefix sizes, so ``dimensions`` truncation keeps every word) and are L2-normalised: deterministic, and
+texts sharing words are close.
 
 Scheduler: ``--num-parallel`` (OLLAMA_NUM_PARALLEL, 1) requests run, ``--max-queue`` (OLLAMA_MAX_QUEUE,
 512) wait; beyond that generate/chat/embed answer 503 with the server's "server busy" message.
@@ -50,7 +51,7 @@ import os
 import re
 import time
 import zlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ from starlette.routing import Route
 try:
     from . import faults
 except ImportError:  # run as a plain script next to faults.py
-    import faults  # type: ignore[no-redef]
+    import faults
 
 VERSION = "0.12.10"
 QUEUE_FULL = "server busy, please try again.  maximum pending requests exceeded"
@@ -91,11 +92,16 @@ DEFAULT_REGISTRY = {
                      "size": 270_898_672, "capabilities": ["completion", "tools"], "embedding_length": 576,
                      "context_length": 8192},
 }
-STOPWORDS = set("""about above after again against also among another answer answers based because been before
-being below between both cannot context could does doing down during each else even every from further have
-having here into itself just like made make many more most much must only other ought over question questions
-same should some such than that their theirs them then there these they this those through under until upon
-very were what when where which while whom with within without would your yours you're it's""".split())
+STOPWORDS = {
+    "about", "above", "after", "again", "against", "also", "among", "another", "answer", "answers",
+    "based", "because", "been", "before", "being", "below", "between", "both", "cannot", "context",
+    "could", "does", "doing", "down", "during", "each", "else", "even", "every", "from", "further",
+    "have", "having", "here", "into", "itself", "just", "like", "made", "make", "many", "more", "most",
+    "much", "must", "only", "other", "ought", "over", "question", "questions", "same", "should", "some",
+    "such", "than", "that", "their", "theirs", "them", "then", "there", "these", "they", "this",
+    "those", "through", "under", "until", "upon", "very", "were", "what", "when", "where", "which",
+    "while", "whom", "with", "within", "without", "would", "your", "yours", "you're", "it's",
+}
 
 
 class ApiError(Exception):
@@ -119,7 +125,7 @@ def sha256(text: str) -> str:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).astimezone().isoformat()
+    return datetime.now(UTC).astimezone().isoformat()
 
 
 def layers_of(name: str, spec: dict) -> list[dict]:
@@ -161,10 +167,18 @@ def derive_answer(primary: str, secondary: str) -> tuple[str, str]:
 
 
 def embed_text(text: str, dim: int) -> list[float]:
+    """Each word adds a signed 1 in buckets of growing prefixes (8, 32, 128... dims), so a vector cut
+    to any `dimensions` still carries every word; L2-normalised."""
     vec = [0.0] * dim
     for word in re.findall(r"\w+", text.lower()) or [""]:
         h = zlib.crc32(word.encode())
-        vec[h % dim] += 1.0 if (h >> 16) & 1 else -1.0
+        scale = 8
+        while True:
+            size = min(scale, dim)
+            vec[h % size] += 1.0 if (h >> 16) & 1 else -1.0
+            if size == dim:
+                break
+            h, scale = zlib.crc32(h.to_bytes(4, "little")), scale * 4
     norm = sum(v * v for v in vec) ** 0.5 or 1.0
     return [v / norm for v in vec]
 
@@ -313,8 +327,8 @@ class OllamaDouble:
                 self.loaded.pop(name)
                 continue
             m = self.installed[name]
-            exp = datetime.max.replace(tzinfo=timezone.utc) if expiry == float("inf") else \
-                datetime.fromtimestamp(expiry, timezone.utc)
+            exp = datetime.max.replace(tzinfo=UTC) if expiry == float("inf") else \
+                datetime.fromtimestamp(expiry, UTC)
             out.append({"name": name, "model": name, "size": m["spec"]["size"], "digest": m["digest"],
                         "details": self.details(m["spec"]), "expires_at": exp.astimezone().isoformat(),
                         "size_vram": m["spec"]["size"], "context_length": m["spec"]["context_length"]})

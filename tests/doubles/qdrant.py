@@ -1,8 +1,8 @@
 """HTTP double of a Qdrant 1.19 server (REST only), on qdrant-client's local engine.
 
-Run it: ``python -m tests.doubles.qdrant --port 6333 [--api-key K] [--data-dir D]`` (or copy this file
-and faults.py to a host and run ``python3 qdrant.py ...``; it needs qdrant-client, starlette, uvicorn,
-python-multipart and httpx).
+Run it: ``python -m tests.doubles.qdrant --port 6333 [--api-key K] [--data-dir D]``, or copy this file
+with its siblings qdrant_store.py (storage), qdrant_snapshots.py (snapshots) and faults.py to a host and run
+``python3 qdrant.py ...``; it needs qdrant-client, starlette, uvicorn, python-multipart and httpx.
 
 Storage is qdrant-client's local mode (``QdrantClient(path=...)``): Qdrant's own in-process engine for
 development, so filters, dense/sparse (IDF) search, prefetch + RRF fusion, facets, counts and scrolls
@@ -22,7 +22,7 @@ until its next update (any write, or ``PATCH {"optimizers_config": {}}``). ``opt
 Known divergences from the real server:
 - REST only: no gRPC port (use ``prefer_grpc=False``); no distributed mode (``/cluster`` says disabled),
   no shard keys, no full-storage ``/snapshots``, no ``/telemetry``, no read-only key or JWT (only
-  ``api-key``), no strict mode enforcement, no ``/collections/{name}/optimizations``.
+  ``api-key``), no strict mode enforcement.
 - Snapshot files are the double's own format: an uncompressed tar holding ``snapshot.json`` (collection
   config and payload schema) and ``points.jsonl`` (one point per line). Real snapshots cannot be recovered
   into the double, nor the double's into a real server. Names, creation_time, size and the sha256
@@ -37,7 +37,9 @@ Known divergences from the real server:
   sparse vectors always and dense vectors only once their raw size reaches ``indexing_threshold`` KB (an
   approximation of the HNSW build rule); point ``version`` is the local engine's.
 - Grey after restart applies to every stored collection (the real server only goes grey when
-  optimisations were pending); yellow is simulated by time, no optimiser really runs.
+  optimisations were pending); yellow is simulated by time, no optimiser really runs. The simulated runs
+  (optimizer ``config_mismatch`` after a PATCH, ``indexing`` after a large upsert or a recovery) are what
+  ``GET /collections/{name}/optimizations`` reports, with linear progress.
 - /metrics carries the real names (``rest_responses_total``, ``rest_responses_duration_seconds``
   histogram with ``method``/``endpoint``/``status`` labels for the server's whitelist of endpoints,
   ``collections_total``, ``collections_vector_total``, ``collection_points``, ``snapshot_created_total``,
@@ -48,27 +50,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import ipaddress
 import json
 import os
 import re
-import shutil
-import socket
-import tarfile
 import tempfile
 import threading
 import time
 import uuid
-from contextlib import contextmanager
-from datetime import datetime, timezone
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import anyio
-import pydantic
-from qdrant_client import QdrantClient
 from qdrant_client.http import models as m
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -77,8 +71,38 @@ from starlette.routing import Route
 
 try:
     from . import faults
-except ImportError:  # run as a plain script next to faults.py
-    import faults  # type: ignore[no-redef]
+    from .qdrant_snapshots import Snapshots, fetch_to, is_loopback, sha256_file, stream_multipart_file
+    from .qdrant_store import (
+        FACET_INDEX_TYPES,
+        ApiError,
+        Store,
+        count_points,
+        dump,
+        invalid,
+        parse,
+        points_of,
+        validate_create,
+        validate_limit,
+        validate_name,
+        validate_optimizers,
+    )
+except ImportError:  # run as a plain script: the sibling modules sit next to this file
+    import faults
+    from qdrant_snapshots import Snapshots, fetch_to, is_loopback, sha256_file, stream_multipart_file
+    from qdrant_store import (
+        FACET_INDEX_TYPES,
+        ApiError,
+        Store,
+        count_points,
+        dump,
+        invalid,
+        parse,
+        points_of,
+        validate_create,
+        validate_limit,
+        validate_name,
+        validate_optimizers,
+    )
 
 VERSION = "1.19.0"
 COMMIT = "0000000000000000000000000000000000000000"
@@ -93,538 +117,6 @@ METRIC_ENDPOINTS = {
     "/collections/{collection_name}/points/payload/delete", "/collections/{collection_name}/points/query",
     "/collections/{collection_name}/points/query/batch", "/collections/{collection_name}/points/scroll",
 }
-DEFAULT_OPTIMIZERS = {
-    "deleted_threshold": 0.2, "vacuum_min_vector_number": 1000, "default_segment_number": 0,
-    "max_segment_size": None, "memmap_threshold": None, "indexing_threshold": 10000,
-    "flush_interval_sec": 5, "max_optimization_threads": None, "prevent_unoptimized": None,
-}
-DEFAULT_HNSW = {"m": 16, "ef_construct": 100, "full_scan_threshold": 10000, "max_indexing_threads": 0,
-                "on_disk": False}
-DEFAULT_WAL = {"wal_capacity_mb": 32, "wal_segments_ahead": 0, "wal_retain_closed": 1}
-DEFAULT_PARAMS = {"shard_number": 1, "replication_factor": 1, "write_consistency_factor": 1,
-                  "on_disk_payload": True}
-FACET_INDEX_TYPES = {"keyword", "integer", "bool", "uuid"}
-SNAPSHOT_FORMAT = "aegis-qdrant-double/1"
-
-
-class ApiError(Exception):
-    """An error the real server would answer with this status and message."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def not_found(name: str) -> ApiError:
-    return ApiError(404, f"Not found: Collection `{name}` doesn't exist!")
-
-
-def parse(model, data: Any, where: str = "JSON body"):
-    """Parse with qdrant-client's own REST model; a mismatch is the server's 400 format error."""
-    try:
-        return pydantic.TypeAdapter(model).validate_python(data)
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first.get("loc", ()))
-        raise ApiError(400, f"Format error in {where}: {loc}: {first.get('msg')}") from None
-
-
-def invalid(field: str, detail: str, where: str = "JSON body") -> ApiError:
-    return ApiError(422, f"Validation error in {where}: [{field}: {detail}]")
-
-
-def dump(value: Any) -> Any:
-    if isinstance(value, pydantic.BaseModel):
-        return value.model_dump(mode="json", exclude_none=True)
-    if isinstance(value, list):
-        return [dump(v) for v in value]
-    if isinstance(value, dict):
-        return {k: dump(v) for k, v in value.items()}
-    return value
-
-
-def merge(base: dict, diff: dict | None) -> dict:
-    out = dict(base)
-    out.update({k: v for k, v in (diff or {}).items() if v is not None})
-    return out
-
-
-class Store:
-    """The collections: points in the local engine, everything else in a JSON sidecar."""
-
-    def __init__(self, data_dir: Path, optimize_seconds: float, large_upsert: int) -> None:
-        self.data_dir = data_dir
-        self.snapshots_dir = data_dir / "snapshots"
-        self.snapshots_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir = data_dir / "tmp"
-        shutil.rmtree(self.tmp_dir, ignore_errors=True)
-        self.tmp_dir.mkdir()
-        self.optimize_seconds = optimize_seconds
-        self.large_upsert = large_upsert
-        self.lock = threading.RLock()
-        self.engine = QdrantClient(path=str(data_dir / "engine"))
-        self._state_file = data_dir / "double_state.json"
-        state = json.loads(self._state_file.read_text()) if self._state_file.exists() else {}
-        self.peer_id = state.get("peer_id") or uuid.uuid4().int % 10**16
-        self.meta: dict[str, dict] = state.get("collections", {})
-        names = {c.name for c in self.engine.get_collections().collections}
-        self.meta = {k: v for k, v in self.meta.items() if k in names}
-        for name in names:
-            self.meta.setdefault(name, self._new_meta(None))
-        self.grey = set(names)  # restarted: optimisations wait for the next update
-        self.yellow_until: dict[str, float] = {}
-        self.op_ids: dict[str, int] = {}
-        self.snapshots_created: dict[str, int] = {}
-        self._save()
-
-    # -- bookkeeping -------------------------------------------------------------------------------
-    def _save(self) -> None:
-        tmp = self._state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"peer_id": self.peer_id, "collections": self.meta}, indent=1))
-        tmp.replace(self._state_file)
-
-    @staticmethod
-    def _new_meta(req: m.CreateCollection | None) -> dict:
-        def d(v):
-            return v.model_dump(mode="json", exclude_none=True) if v is not None else None
-        return {
-            "optimizers_config": merge(DEFAULT_OPTIMIZERS, d(req.optimizers_config) if req else None),
-            "hnsw_config": merge(DEFAULT_HNSW, d(req.hnsw_config) if req else None),
-            "wal_config": merge(DEFAULT_WAL, d(req.wal_config) if req else None),
-            "params": merge(DEFAULT_PARAMS, {k: getattr(req, k, None) for k in DEFAULT_PARAMS} if req else None),
-            "quantization_config": d(req.quantization_config) if req else None,
-            "metadata": (req.metadata if req and req.metadata else {}),
-            "payload_schema": {},
-            "created_at": datetime.now(timezone.utc).isoformat() if req else None,
-        }
-
-    def resolve(self, name: str) -> str:
-        """Collection name behind `name` (an alias or itself); 404 when neither exists."""
-        if name in self.meta:
-            return name
-        for alias in self.engine.get_aliases().aliases:
-            if alias.alias_name == name:
-                return alias.collection_name
-        raise not_found(name)
-
-    def touched(self, name: str, points: int = 0, optimize: bool = False) -> m.UpdateResult:
-        """Record an update: resumes a grey collection, may start a simulated optimisation."""
-        self.grey.discard(name)
-        if optimize or (self.large_upsert and points >= self.large_upsert):
-            self.yellow_until[name] = time.monotonic() + self.optimize_seconds
-        self.op_ids[name] = self.op_ids.get(name, 0) + 1
-        return m.UpdateResult(operation_id=self.op_ids[name], status=m.UpdateStatus.COMPLETED)
-
-    def status(self, name: str) -> str:
-        if name in self.grey:
-            return "grey"
-        if self.yellow_until.get(name, 0) > time.monotonic():
-            return "yellow"
-        return "green"
-
-    # -- collections -------------------------------------------------------------------------------
-    def create(self, name: str, req: m.CreateCollection) -> bool:
-        if name in self.meta or name in {a.alias_name for a in self.engine.get_aliases().aliases}:
-            raise ApiError(409, f"Wrong input: Collection `{name}` already exists!")
-        self.engine.create_collection(name, vectors_config=req.vectors if req.vectors is not None else {},
-                                      sparse_vectors_config=req.sparse_vectors)
-        self.meta[name] = self._new_meta(req)
-        self._save()
-        return True
-
-    def update(self, name: str, req: m.UpdateCollection) -> bool:
-        name = self.resolve(name)
-        meta = self.meta[name]
-        optimize = False
-        if req.optimizers_config is not None:
-            diff = req.optimizers_config.model_dump(mode="json", exclude_none=True)
-            optimize = any(meta["optimizers_config"].get(k) != v for k, v in diff.items())
-            meta["optimizers_config"] = merge(meta["optimizers_config"], diff)
-        if req.hnsw_config is not None:
-            meta["hnsw_config"] = merge(meta["hnsw_config"], req.hnsw_config.model_dump(mode="json", exclude_none=True))
-        if req.params is not None:
-            meta["params"] = merge(meta["params"], req.params.model_dump(mode="json", exclude_none=True))
-        if req.metadata is not None:
-            meta["metadata"] = {**meta["metadata"], **req.metadata}
-        if req.quantization_config is not None:
-            meta["quantization_config"] = dump(req.quantization_config)
-        self._save()
-        self.touched(name, optimize=optimize)
-        return True
-
-    def delete(self, name: str) -> bool:
-        if name not in self.meta:
-            return False
-        self.engine.delete_collection(name)
-        del self.meta[name]
-        for state in (self.yellow_until, self.op_ids):
-            state.pop(name, None)
-        self.grey.discard(name)
-        self._save()
-        return True
-
-    def info(self, name: str) -> dict:
-        name = self.resolve(name)
-        meta = self.meta[name]
-        local = self.engine.get_collection(name)
-        params = local.config.params.model_dump(mode="json", exclude_none=True)
-        params.update(meta["params"])
-        points = local.points_count or 0
-        return {
-            "status": self.status(name),
-            "optimizer_status": "ok",
-            "indexed_vectors_count": self._indexed_vectors(name, local, meta),
-            "points_count": points,
-            "segments_count": meta["optimizers_config"]["default_segment_number"] or 2,
-            "config": {
-                "params": params,
-                "hnsw_config": meta["hnsw_config"],
-                "optimizer_config": meta["optimizers_config"],
-                "wal_config": meta["wal_config"],
-                "quantization_config": meta["quantization_config"],
-                "strict_mode_config": {"enabled": False},
-                "metadata": meta["metadata"],
-            },
-            "payload_schema": {field: {**schema, "points": self._count_with(name, field)}
-                               for field, schema in meta["payload_schema"].items()},
-            **({"created_at": meta["created_at"]} if meta.get("created_at") else {}),
-        }
-
-    def _count_with(self, name: str, field: str) -> int:
-        flt = m.Filter(must_not=[m.IsEmptyCondition(is_empty=m.PayloadField(key=field))])
-        return self.engine.count(name, count_filter=flt, exact=True).count
-
-    def _indexed_vectors(self, name: str, local, meta: dict) -> int:
-        points = local.points_count or 0
-        threshold_kb = meta["optimizers_config"].get("indexing_threshold")
-        total = 0
-        vectors = local.config.params.vectors
-        dense = vectors if isinstance(vectors, dict) else ({"": vectors} if vectors else {})
-        for params in dense.values():
-            if threshold_kb and points * params.size * 4 >= threshold_kb * 1024:
-                total += points
-        for vname in (local.config.params.sparse_vectors or {}):  # sparse vectors are indexed at once
-            total += self._points_with_sparse(name, vname)
-        return total
-
-    def _points_with_sparse(self, name: str, vname: str) -> int:
-        count, offset = 0, None
-        while True:
-            records, offset = self.engine.scroll(name, limit=1000, offset=offset, with_payload=False,
-                                                 with_vectors=[vname])
-            count += sum(1 for r in records if isinstance(r.vector, dict) and r.vector.get(vname) is not None)
-            if offset is None:
-                return count
-
-    # -- payload indexes ---------------------------------------------------------------------------
-    def create_index(self, name: str, req: m.CreateFieldIndex) -> m.UpdateResult:
-        name = self.resolve(name)
-        schema = req.field_schema
-        if schema is None:
-            raise ApiError(400, "Bad request: field_schema is required to create a payload index")
-        if isinstance(schema, pydantic.BaseModel):
-            params = schema.model_dump(mode="json", exclude_none=True)
-            entry = {"data_type": params["type"], "params": params}
-        else:
-            entry = {"data_type": getattr(schema, "value", schema)}
-        self.meta[name]["payload_schema"][req.field_name] = entry
-        self._save()
-        return self.touched(name)
-
-    def delete_index(self, name: str, field: str) -> m.UpdateResult:
-        name = self.resolve(name)
-        self.meta[name]["payload_schema"].pop(field, None)
-        self._save()
-        return self.touched(name)
-
-    def require_index(self, name: str, key: str, types: set[str], what: str) -> None:
-        entry = self.meta[name]["payload_schema"].get(key)
-        if entry is None or entry["data_type"] not in types:
-            raise ApiError(400, f"Bad request: Index required but not found for \"{key}\" of one of the "
-                                f"following types: [{', '.join(sorted(types))}]. Help: Create an index for "
-                                f"this key or use a different {what}.")
-
-
-def _validate_create(req: m.CreateCollection) -> None:
-    vectors = req.vectors
-    named = vectors if isinstance(vectors, dict) else ({"": vectors} if vectors is not None else {})
-    for vname, params in named.items():
-        field = f"vectors.{vname}.size" if vname else "vectors.size"
-        if not 1 <= params.size <= 65536:
-            raise invalid(field, f"value {params.size} invalid, must be from 1 to 65536")
-    if req.optimizers_config is not None:
-        _validate_optimizers(req.optimizers_config)
-
-
-def _validate_optimizers(diff: m.OptimizersConfigDiff) -> None:
-    prefix = "optimizers_config."
-    if diff.deleted_threshold is not None and not 0 <= diff.deleted_threshold <= 1:
-        raise invalid(prefix + "deleted_threshold", f"value {diff.deleted_threshold} invalid, must be in range from 0 to 1")
-    if diff.vacuum_min_vector_number is not None and diff.vacuum_min_vector_number < 100:
-        raise invalid(prefix + "vacuum_min_vector_number",
-                      f"value {diff.vacuum_min_vector_number} invalid, must be 100 or larger")
-    if diff.max_segment_size is not None and diff.max_segment_size < 1:
-        raise invalid(prefix + "max_segment_size", f"value {diff.max_segment_size} invalid, must be 1 or larger")
-
-
-def _validate_limit(limit: int | None, field: str = "limit") -> None:
-    if limit is not None and limit < 1:
-        raise invalid(field, f"value {limit} invalid, must be 1 or larger")
-
-
-def _validate_name(name: str) -> None:
-    if not 1 <= len(name) <= 255 or any(c in name for c in '<>:"/\\|?*\0\u001f'):
-        raise invalid("name", f"value {name} invalid, collection name cannot be empty, exceed 255 "
-                              "characters or contain any of <>:\"/\\|?*", "path parameters")
-
-
-def _points_of(op: Any) -> list[m.PointStruct] | m.Batch:
-    if isinstance(op, m.PointsList):
-        return op.points
-    return op.batch
-
-
-def _count_points(points: list[m.PointStruct] | m.Batch) -> int:
-    return len(points.ids) if isinstance(points, m.Batch) else len(points)
-
-
-# -- snapshots --------------------------------------------------------------------------------------
-class Snapshots:
-    """The double's snapshot files: `<snapshots>/<collection>/<name>.snapshot` plus `.checksum`."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def dir(self, name: str) -> Path:
-        return self.store.snapshots_dir / name
-
-    @staticmethod
-    def describe(path: Path) -> dict:
-        stat = path.stat()
-        checksum_file = path.with_name(path.name + ".checksum")
-        return {"name": path.name,
-                "creation_time": datetime.fromtimestamp(stat.st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
-                "size": stat.st_size,
-                "checksum": checksum_file.read_text().strip() if checksum_file.exists() else None}
-
-    def list(self, name: str) -> list[dict]:
-        folder = self.dir(name)
-        if not folder.is_dir():
-            return []
-        return [self.describe(p) for p in sorted(folder.glob("*.snapshot"))]
-
-    def path(self, name: str, snapshot: str) -> Path:
-        path = self.dir(name) / snapshot
-        if "/" in snapshot or snapshot.startswith(".") or not path.is_file():
-            raise ApiError(404, f"Not found: Snapshot {snapshot} not found")
-        return path
-
-    def create(self, name: str) -> dict:
-        store = self.store
-        with store.lock:
-            name = store.resolve(name)
-            folder = self.dir(name)
-            folder.mkdir(parents=True, exist_ok=True)
-            while True:
-                stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d-%H-%M-%S")
-                final = folder / f"{name}-{store.peer_id}-{stamp}.snapshot"
-                if not final.exists():
-                    break
-                time.sleep(0.05)
-            meta = store.meta[name]
-            cfg = store.engine.get_collection(name).config.params
-            header = {
-                "format": SNAPSHOT_FORMAT, "collection": name,
-                "vectors": dump(cfg.vectors), "sparse_vectors": dump(cfg.sparse_vectors) or {},
-                "meta": meta,
-            }
-            with tempfile.TemporaryDirectory(dir=store.tmp_dir) as work:
-                points_file = Path(work) / "points.jsonl"
-                count = 0
-                with points_file.open("w") as fh:
-                    offset = None
-                    while True:
-                        records, offset = store.engine.scroll(name, limit=1000, offset=offset,
-                                                              with_payload=True, with_vectors=True)
-                        for r in records:
-                            fh.write(json.dumps({"id": r.id, "vector": dump(r.vector), "payload": r.payload}) + "\n")
-                            count += 1
-                        if offset is None:
-                            break
-                header["points_count"] = count
-                header_file = Path(work) / "snapshot.json"
-                header_file.write_text(json.dumps(header))
-                partial = Path(work) / "out.tar"
-                with tarfile.open(partial, "w") as tar:
-                    tar.add(header_file, arcname="snapshot.json")
-                    tar.add(points_file, arcname="points.jsonl")
-                checksum = sha256_file(partial)
-                partial.replace(final)
-            final.with_name(final.name + ".checksum").write_text(checksum)
-            store.snapshots_created[name] = store.snapshots_created.get(name, 0) + 1
-            return self.describe(final)
-
-    def delete(self, name: str, snapshot: str) -> bool:
-        with self.store.lock:
-            path = self.path(self.store.resolve(name), snapshot)
-            path.unlink()
-            path.with_name(path.name + ".checksum").unlink(missing_ok=True)
-            return True
-
-    def recover(self, name: str, archive: Path) -> bool:
-        """Replace the collection's points with the archive's (creating the collection if needed)."""
-        header = read_header(archive)
-        store = self.store
-        with store.lock:
-            existing = name in store.meta
-            if existing:
-                cfg = store.engine.get_collection(name).config.params
-                if dump(cfg.vectors) != header["vectors"]:
-                    raise ApiError(400, "Wrong input: Snapshot is not compatible with existing collection: "
-                                        f"Collection vectors: {dump(cfg.vectors)} Snapshot Vectors: {header['vectors']}")
-                store.engine.delete(name, points_selector=m.FilterSelector(filter=m.Filter()))
-            else:
-                vectors = parse(m.VectorsConfig, header["vectors"]) if header["vectors"] else {}
-                sparse = {k: m.SparseVectorParams(**v) for k, v in header["sparse_vectors"].items()}
-                store.engine.create_collection(name, vectors_config=vectors, sparse_vectors_config=sparse or None)
-                store.meta[name] = header["meta"]
-            if existing:
-                store.meta[name]["payload_schema"].update(header["meta"].get("payload_schema", {}))
-            count = 0
-            for batch in iter_points(archive):
-                store.engine.upsert(name, points=batch)
-                count += len(batch)
-            store._save()
-            store.touched(name, points=count, optimize=True)
-        return True
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def read_header(archive: Path) -> dict:
-    """Validate a snapshot archive completely before anything is changed."""
-    try:
-        with tarfile.open(archive, "r:") as tar:
-            member = tar.extractfile("snapshot.json")
-            header = json.loads(member.read()) if member else None
-            points = tar.extractfile("points.jsonl")
-            lines = sum(1 for line in points if line.strip()) if points else -1
-    except (tarfile.TarError, KeyError, ValueError, OSError) as exc:
-        raise ApiError(400, f"Wrong input: Snapshot is not a valid archive of this server: {exc}") from None
-    if not isinstance(header, dict) or header.get("format") != SNAPSHOT_FORMAT or lines != header.get("points_count"):
-        raise ApiError(400, "Wrong input: Snapshot is not a valid archive of this server")
-    return header
-
-
-def iter_points(archive: Path, size: int = 500):
-    with tarfile.open(archive, "r:") as tar:
-        batch = []
-        for line in tar.extractfile("points.jsonl"):
-            if not line.strip():
-                continue
-            rec = json.loads(line)
-            vector = rec["vector"]
-            if isinstance(vector, dict):
-                vector = {k: m.SparseVector(**v) if isinstance(v, dict) else v for k, v in vector.items()}
-            batch.append(m.PointStruct(id=rec["id"], vector=vector, payload=rec["payload"]))
-            if len(batch) >= size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
-
-
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    return all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
-
-
-async def fetch_to(url: str, dest: Path) -> None:
-    import httpx
-
-    try:
-        async with httpx.AsyncClient(timeout=60, follow_redirects=True, trust_env=False) as client:
-            async with client.stream("GET", url) as resp:
-                if resp.status_code >= 400:
-                    raise ApiError(400, f"Wrong input: Failed to download snapshot from {url}: status - "
-                                        f"{resp.status_code} {resp.reason_phrase}")
-                with dest.open("wb") as fh:
-                    async for chunk in resp.aiter_bytes(1 << 20):
-                        fh.write(chunk)
-    except httpx.HTTPError as exc:
-        raise ApiError(500, f"Service internal error: Http request error: {exc}") from None
-
-
-async def stream_multipart_file(request: Request, field: str, dest_dir: Path) -> tuple[Path, str, str | None]:
-    """Stream the multipart part `field` into a temp file in dest_dir: (path, sha256, client filename)."""
-    from python_multipart.multipart import MultipartParser, parse_options_header
-
-    ctype, params = parse_options_header(request.headers.get("content-type", ""))
-    boundary = params.get(b"boundary")
-    if ctype != b"multipart/form-data" or not boundary:
-        raise ApiError(400, "Bad request: expected a multipart/form-data body with a `snapshot` part")
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=".upload-")
-    out = os.fdopen(fd, "wb")
-    digest = hashlib.sha256()
-    st: dict[str, Any] = {"headers": {}, "field": b"", "value": b"", "match": False, "found": False, "filename": None}
-
-    def on_part_begin():
-        st["headers"] = {}
-        st["match"] = False
-
-    def on_header_field(data, start, end):
-        st["field"] += data[start:end]
-
-    def on_header_value(data, start, end):
-        st["value"] += data[start:end]
-
-    def on_header_end():
-        st["headers"][st["field"].lower()] = st["value"]
-        st["field"], st["value"] = b"", b""
-
-    def on_headers_finished():
-        _, disp = parse_options_header(st["headers"].get(b"content-disposition", b""))
-        st["match"] = disp.get(b"name") == field.encode() and not st["found"]
-        if st["match"]:
-            st["found"] = True
-            fname = disp.get(b"filename")
-            st["filename"] = fname.decode(errors="replace") if fname else None
-
-    def on_part_data(data, start, end):
-        if st["match"]:
-            chunk = data[start:end]
-            out.write(chunk)
-            digest.update(chunk)
-
-    parser = MultipartParser(boundary, {
-        "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
-        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished, "on_part_data": on_part_data})
-    try:
-        async for chunk in request.stream():
-            parser.write(chunk)
-        parser.finalize()
-    except Exception as exc:  # malformed multipart: nothing kept
-        out.close()
-        os.unlink(tmp_name)
-        raise ApiError(400, f"Bad request: malformed multipart body: {exc}") from None
-    out.close()
-    if not st["found"]:
-        os.unlink(tmp_name)
-        raise ApiError(400, f"Bad request: Multipart form field `{field}` is missing")
-    return Path(tmp_name), digest.hexdigest(), st["filename"]
 
 
 # -- metrics ----------------------------------------------------------------------------------------
@@ -663,7 +155,7 @@ class Metrics:
             names = sorted(store.meta)
             points = {n: store.engine.count(n, exact=True).count for n in names}
             created = dict(store.snapshots_created)
-            running = {n: int(store.status(n) == "yellow") for n in names}
+            running = {n: len(store.running(n)) for n in names}
         family("collections_total", "number of collections", "gauge", [f"collections_total {len(names)}"])
         family("collections_vector_total", "total number of vectors in all collections", "gauge",
                [f"collections_vector_total {sum(points.values())}"])
@@ -753,6 +245,7 @@ class QdrantDouble:
             r(c, self.get_collection, methods=["GET"]), r(c, self.create_collection, methods=["PUT"]),
             r(c, self.update_collection, methods=["PATCH"]), r(c, self.delete_collection, methods=["DELETE"]),
             r(c + "/exists", self.collection_exists), r(c + "/aliases", self.collection_aliases),
+            r(c + "/optimizations", self.optimizations),
             r(c + "/index", self.create_index, methods=["PUT"]),
             r(c + "/index/{field_name}", self.delete_index, methods=["DELETE"]),
             r(c + "/points", self.upsert, methods=["PUT"]), r(c + "/points", self.retrieve, methods=["POST"]),
@@ -817,7 +310,7 @@ class QdrantDouble:
         return None
 
     # -- handlers ----------------------------------------------------------------------------------
-    def handler(fn):  # noqa: N805 - decorator used inside the class body
+    def handler(fn):
         """Turn ApiError (and engine ValueErrors) into the server's error envelope."""
 
         async def wrapped(self, request: Request):
@@ -898,18 +391,31 @@ class QdrantDouble:
         return self.ok({"exists": await self.run(lambda: name in self.store.meta)}, started)
 
     @handler
+    async def optimizations(self, request, started):
+        with_ = {w for w in request.query_params.get("with", "").split(",") if w}
+        unknown = with_ - {"queued", "completed", "idle_segments"}
+        if unknown:
+            raise ApiError(400, f"Format error in query parameters: unknown variant `{min(unknown)}`, "
+                                "expected one of `queued`, `completed`, `idle_segments`")
+        limit = request.query_params.get("completed_limit", "16")
+        if not limit.isdigit():
+            raise ApiError(400, "Format error in query parameters: completed_limit: invalid digit found in string")
+        name = request.path_params["collection_name"]
+        return self.ok(await self.run(self.store.optimizations_report, name, with_, int(limit)), started)
+
+    @handler
     async def create_collection(self, request, started):
         name = request.path_params["collection_name"]
-        _validate_name(name)
+        validate_name(name)
         req = parse(m.CreateCollection, await body_json(request))
-        _validate_create(req)
+        validate_create(req)
         return self.ok(await self.run(self.store.create, name, req), started)
 
     @handler
     async def update_collection(self, request, started):
         req = parse(m.UpdateCollection, await body_json(request))
         if req.optimizers_config is not None:
-            _validate_optimizers(req.optimizers_config)
+            validate_optimizers(req.optimizers_config)
         return self.ok(await self.run(self.store.update, request.path_params["collection_name"], req), started)
 
     @handler
@@ -950,9 +456,9 @@ class QdrantDouble:
     @handler
     async def upsert(self, request, started):
         def apply(name, req):
-            points = _points_of(req)
+            points = points_of(req)
             self.store.engine.upsert(name, points=points)
-            return _count_points(points)
+            return count_points(points)
         return await self._update(request, started, m.PointInsertOperations, apply)
 
     @handler
@@ -999,7 +505,7 @@ class QdrantDouble:
             count = 0
             for op in req.operations:
                 if isinstance(op, m.UpsertOperation):
-                    count += _count_points(_points_of(op.upsert))
+                    count += count_points(points_of(op.upsert))
             self.store.engine.batch_update_points(real, update_operations=req.operations)
             return [self._ack(self.store.touched(real, points=count), wait) for _ in req.operations]
         return self.ok(await self.run(work), started)
@@ -1032,7 +538,7 @@ class QdrantDouble:
     async def scroll(self, request, started):
         raw = await body_json(request) if int(request.headers.get("content-length") or 0) else {}
         req = parse(m.ScrollRequest, raw)
-        _validate_limit(req.limit)
+        validate_limit(req.limit)
         name = request.path_params["collection_name"]
 
         def work():
@@ -1060,7 +566,7 @@ class QdrantDouble:
         return self.ok(await self.run(work), started)
 
     def _query(self, name: str, req: m.QueryRequest) -> m.QueryResponse:
-        _validate_limit(req.limit)
+        validate_limit(req.limit)
         return self.store.engine.query_points(
             name, query=req.query, using=req.using, prefetch=req.prefetch, query_filter=req.filter,
             search_params=req.params, limit=req.limit or 10, offset=req.offset,
@@ -1087,7 +593,7 @@ class QdrantDouble:
     @handler
     async def facet(self, request, started):
         req = parse(m.FacetRequest, await body_json(request))
-        _validate_limit(req.limit)
+        validate_limit(req.limit)
         name = request.path_params["collection_name"]
 
         def work():
@@ -1135,11 +641,11 @@ class QdrantDouble:
     @handler
     async def upload_snapshot(self, request, started):
         name = request.path_params["collection_name"]
-        _validate_name(name)
+        validate_name(name)
         expected = request.query_params.get("checksum")
         _validate_checksum(expected, "query parameters")
         _validate_priority(request.query_params.get("priority"), "query parameters")
-        wait = flag(request, "wait", True)
+        flag(request, "wait", True)  # refuse a bad flag before streaming the upload
         folder = self.snapshots.dir(name)
         tmp, checksum, filename = await stream_multipart_file(request, "snapshot", folder)
         if expected and expected.lower() != checksum:
@@ -1156,7 +662,7 @@ class QdrantDouble:
     @handler
     async def recover_snapshot(self, request, started):
         name = request.path_params["collection_name"]
-        _validate_name(name)
+        validate_name(name)
         req = parse(m.SnapshotRecover, await body_json(request))
         _validate_checksum(req.checksum, "JSON body")
         url = urlparse(req.location)
@@ -1179,7 +685,7 @@ class QdrantDouble:
             os.close(fd)
             archive, temporary = Path(tmp_name), True
             try:
-                await fetch_to(req.location, archive)
+                await fetch_to(req.location, archive, req.api_key)
             except ApiError:
                 archive.unlink(missing_ok=True)
                 raise
