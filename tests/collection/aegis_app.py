@@ -37,7 +37,7 @@ class AegisServer:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="aegis-api", daemon=True)
 
-    def start(self, timeout: float = 120) -> "AegisServer":
+    def start(self, timeout: float = 120) -> AegisServer:
         self.thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:

@@ -35,9 +35,8 @@ def call_module(monkeypatch):
 
     def call(main, args: dict, check: bool = False, diff: bool = False) -> dict:
         args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
-        with patch_module_args(args):
-            with pytest.raises(ModuleExit) as exc:
-                main()
+        with patch_module_args(args), pytest.raises(ModuleExit) as exc:
+            main()
         return exc.value.result
 
     return call

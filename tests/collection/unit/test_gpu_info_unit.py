@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from ansible_collections.aegis.rag.plugins.modules import gpu_info
+
 from tests.collection.fake_nvidia_smi import DATA, fake_nvidia_smi
 
 
@@ -45,8 +45,8 @@ def test_main_reports_gpus(call_module, tmp_path):
 
 
 @pytest.mark.parametrize("rc,message", [(6, "No devices were found"),
-                                        (9, "NVIDIA-SMI has failed because it couldn't communicate with the "
-                                            "NVIDIA driver.")])
+                                        (9, ("NVIDIA-SMI has failed because it couldn't communicate with the "
+                                             "NVIDIA driver."))])
 def test_main_no_gpu_is_not_a_failure(call_module, tmp_path, rc, message):
     smi = fake_nvidia_smi(tmp_path, rc=rc, message=message)
     result = call_module(gpu_info.main, {"nvidia_smi_path": str(smi)})

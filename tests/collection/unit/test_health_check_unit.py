@@ -6,7 +6,6 @@ import threading
 import time
 
 import pytest
-
 from ansible_collections.aegis.rag.plugins.module_utils.http import HttpClient
 from ansible_collections.aegis.rag.plugins.modules import health_check as hc
 

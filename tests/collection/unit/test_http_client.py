@@ -8,9 +8,13 @@ import threading
 import time
 
 import pytest
-
 from ansible_collections.aegis.rag.plugins.module_utils import http as http_mod
-from ansible_collections.aegis.rag.plugins.module_utils.http import HttpClient, HttpError, error_reason, excerpt
+from ansible_collections.aegis.rag.plugins.module_utils.http import (
+    HttpClient,
+    HttpError,
+    error_reason,
+    excerpt,
+)
 
 
 @pytest.fixture(autouse=True)

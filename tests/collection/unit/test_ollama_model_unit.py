@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from ansible_collections.aegis.rag.plugins.module_utils.ollama import find_model, normalize_name
 from ansible_collections.aegis.rag.plugins.modules import ollama_model as om
-
 
 # -- pure decisions
 
