@@ -46,6 +46,8 @@ def test_duplicate_names_and_bad_timeouts_are_rejected():
         hc.build_checks(params(urls=[url, dict(url, url="http://b")]))
     with pytest.raises(ValueError, match="greater than 0"):
         hc.build_checks(params(urls=[dict(url, timeout=-1.0)]))
+    with pytest.raises(ValueError, match="greater than 0"):
+        hc.build_checks(params(qdrant={"url": "http://q", "api_key": None, "timeout": 0.0, "required": True}))
 
 
 def check(name, probe, timeout=1.0, required=True):

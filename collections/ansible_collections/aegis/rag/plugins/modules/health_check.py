@@ -433,7 +433,7 @@ def build_checks(params):
         return HttpClient(url, headers=headers, timeout=timeout, validate_certs=certs, retries=0)
 
     def timeout_of(section):
-        value = section.get("timeout") or default_timeout
+        value = default_timeout if section.get("timeout") is None else section["timeout"]
         if value <= 0:
             raise ValueError("timeouts must be greater than 0")
         return value
