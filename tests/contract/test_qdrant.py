@@ -7,6 +7,7 @@ import hashlib
 import re
 import time
 from contextlib import closing
+from pathlib import Path
 
 import httpx
 import pytest
@@ -376,3 +377,38 @@ def test_optimizations_report_follows_the_status(start_double, collection_name):
         assert report.summary.queued_optimizations == 0 and report.idle_segments
     r = httpx.get(f"{q.url}/collections/{collection_name}/optimizations", params={"with": "bogus"})
     assert r.status_code == 400
+
+
+def _peak_rss_kb(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmHWM:\s+(\d+)", status, re.MULTILINE).group(1))
+
+
+@pytest.mark.slow
+def test_large_upload_is_streamed_to_disk(start_double, tmp_path):
+    """A 256 MiB snapshot upload must not be held in memory (the double handles 1 GiB the same way)."""
+    import io
+    import tarfile
+
+    q = start_double("qdrant")
+    with closing(q.client()) as c:
+        c.create_collection("src", vectors_config=m.VectorParams(size=DIM, distance=m.Distance.COSINE))
+        c.upsert("src", points=[m.PointStruct(id=i, vector=vec(i)) for i in range(20)])
+        snap = c.create_snapshot("src")
+    data = httpx.get(f"{q.url}/collections/src/snapshots/{snap.name}", headers=q.headers).content
+    big, pad = tmp_path / "big.snapshot", tmp_path / "pad.bin"
+    with pad.open("wb") as fh:
+        fh.truncate(256 * 1024 * 1024)
+    with tarfile.open(fileobj=io.BytesIO(data)) as src, tarfile.open(big, "w") as out:
+        for member in src.getmembers():  # the double's own members, plus padding it ignores
+            out.addfile(member, src.extractfile(member))
+        out.add(pad, arcname="padding.bin")
+    digest = hashlib.sha256(big.read_bytes()).hexdigest()
+    before = _peak_rss_kb(q.process.pid)
+    with big.open("rb") as fh:
+        r = httpx.post(f"{q.url}/collections/restored/snapshots/upload", params={"checksum": digest},
+                       files={"snapshot": ("big.snapshot", fh)}, headers=q.headers, timeout=300)
+    assert r.status_code == 200 and r.json()["result"] is True
+    assert _peak_rss_kb(q.process.pid) - before < 64 * 1024  # far below the 256 MiB uploaded
+    with closing(q.client()) as c:
+        assert c.count("restored").count == 20

@@ -205,7 +205,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=8081)
     ap.add_argument("--api-key", required=True, help="the bearer key clients must send")
     args = ap.parse_args(argv)
-    uvicorn.run(build_app(args.api_key), host=args.host, port=args.port, log_level="warning", lifespan="off")
+    uvicorn.run(build_app(args.api_key), host=args.host, port=args.port, log_level="warning", lifespan="off",
+                timeout_graceful_shutdown=1)
 
 
 if __name__ == "__main__":

@@ -674,7 +674,8 @@ def main(argv: list[str] | None = None) -> None:
     preload = [p for p in args.preload.split(",") if p.strip()]
     app = build_app(Path(args.data_dir) if args.data_dir else None, preload, args.num_parallel, args.max_queue,
                     args.token_delay_ms, args.version_string)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", lifespan="off")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", lifespan="off",
+                timeout_graceful_shutdown=1)
 
 
 if __name__ == "__main__":

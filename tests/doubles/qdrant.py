@@ -34,8 +34,10 @@ Known divergences from the real server:
 - Error texts for malformed bodies come from pydantic, not serde: same status code and envelope, other
   wording. Semantic checks are those listed in ``_validate_*`` below, not all of the server's.
 - ``segments_count`` is ``default_segment_number`` (2 when 0 = auto); ``indexed_vectors_count`` counts
-  sparse vectors always and dense vectors only once their raw size reaches ``indexing_threshold`` KB (an
-  approximation of the HNSW build rule); point ``version`` is the local engine's.
+  one sparse vector per point and sparse vector name, and dense vectors only once their raw size reaches
+  ``indexing_threshold`` KB (an approximation of the HNSW build rule); point ``version`` is the engine's.
+- ``PATCH /collections/{name}`` stores optimizers, hnsw, params, quantization and metadata changes;
+  ``vectors``, ``sparse_vectors`` and ``strict_mode_config`` changes are accepted and ignored.
 - Grey after restart applies to every stored collection (the real server only goes grey when
   optimisations were pending); yellow is simulated by time, no optimiser really runs. The simulated runs
   (optimizer ``config_mismatch`` after a PATCH, ``indexing`` after a large upsert or a recovery) are what
@@ -745,7 +747,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="an upsert of at least this many points triggers an optimisation (0: never)")
     args = ap.parse_args(argv)
     app = build_app(Path(args.data_dir), args.api_key, args.optimize_seconds, args.large_upsert)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", lifespan="off")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", lifespan="off",
+                timeout_graceful_shutdown=1)
 
 
 if __name__ == "__main__":

@@ -184,7 +184,7 @@ class Store:
         report: dict[str, Any] = {
             "summary": {"queued_optimizations": int(pending), "queued_segments": int(pending),
                         "queued_points": points if pending else 0,
-                        "idle_segments": segments - int(bool(running)) - int(pending)},
+                        "idle_segments": max(0, segments - int(bool(running)) - int(pending))},
             "running": [run(r, False) for r in running],
         }
         if "queued" in with_:
@@ -279,18 +279,8 @@ class Store:
         for params in dense.values():
             if threshold_kb and points * params.size * 4 >= threshold_kb * 1024:
                 total += points
-        for vname in (local.config.params.sparse_vectors or {}):  # sparse vectors are indexed at once
-            total += self._points_with_sparse(name, vname)
-        return total
-
-    def _points_with_sparse(self, name: str, vname: str) -> int:
-        count, offset = 0, None
-        while True:
-            records, offset = self.engine.scroll(name, limit=1000, offset=offset, with_payload=False,
-                                                 with_vectors=[vname])
-            count += sum(1 for r in records if isinstance(r.vector, dict) and r.vector.get(vname) is not None)
-            if offset is None:
-                return count
+        # sparse vectors are indexed at once; counted as one per point and sparse vector name
+        return total + points * len(local.config.params.sparse_vectors or {})
 
     # -- payload indexes ---------------------------------------------------------------------------
     def create_index(self, name: str, req: m.CreateFieldIndex) -> m.UpdateResult:
