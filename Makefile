@@ -19,5 +19,9 @@ setup:
 setup-dev:
 	scripts/setup.sh --dev
 
+# Benchmarks print JSON; method and recorded results: bench/RESULTS.md.
 bench: setup-dev
-	$(VENV)/python -m bench.run
+	$(VENV)/python -m bench.bench_chat
+	$(VENV)/python -m bench.bench_ingest
+	$(VENV)/python -m bench.bench_health_check
+	$(VENV)/python -m bench.bench_restore

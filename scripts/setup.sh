@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything Aegis needs on a Debian 12 machine, idempotently:
 # Debian packages (Redis, Prometheus/promtool, jq), a virtualenv in .venv, the project and its extras.
-#   scripts/setup.sh          runtime only (what `make demo` needs)
+#   scripts/setup.sh          the API and Ansible (what `make demo` needs)
 #   scripts/setup.sh --dev    plus the test stack and the llamacpp extra (what `make test` needs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +27,7 @@ python=${PYTHON:-python3}
 "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required" >&2; exit 1; }
 [[ -x .venv/bin/python ]] || { log "creating .venv"; "$python" -m venv .venv; }
 
-extras="" ; (( dev )) && extras="[dev,llamacpp]"
+extras="[ops]" ; (( dev )) && extras="[ops,dev,llamacpp]"
 stamp=".venv/.aegis-installed${extras}"
 want="$(sha256sum pyproject.toml | cut -c1-64)"
 if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
