@@ -18,6 +18,7 @@ Prints JSON with per-run figures and medians; the module's target is timeout + 1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -116,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-health-"))
     qdrant = qdrant_double(work, api_key=None).start()
     ollama = ollama_double(work).start()
-    api = AegisServer(work / "aegis").start()
+    with contextlib.redirect_stdout(sys.stderr):  # the ONNX export prints progress; stdout is for the JSON
+        api = AegisServer(work / "aegis").start()
     holes = [black_hole() for _ in range(3)]
     try:
         api.add_document()
