@@ -18,8 +18,11 @@ tests/doubles/ to run it as a script. Additions and choices, names unchanged:
 - ``redis_server`` also has ``.port`` and stop/start/pause/resume (no fault rules: it is the real Redis).
 - ``prometheus`` (optional) has ``.url``, ``.rules_dir`` and ``.load(rules={name: yaml}, scrape=[...])``.
 - ``start_double(kind, **options)``: kind is qdrant, ollama or jina; options are the double's CLI flags
-  in snake case (``api_key``, ``data_dir``, ``optimize_seconds``, ``large_upsert``, ``preload``...);
-  ``port=`` reuses a port (e.g. to restart on the same data dir). Stopped at test end.
+  in snake case (``api_key``, ``data_dir``, ``optimize_seconds``, ``large_upsert``, ``preload``,
+  ``num_parallel``, ``max_queue``, ``token_delay_ms``...); ``port=`` picks the port. A Qdrant double from
+  it has no api key unless ``api_key=`` is given. Stopped at test end.
+- Every process a fixture starts is killed with its process group at the end, and dies with pytest
+  even when pytest itself is killed (``setpriv --pdeathsig KILL``, from util-linux).
 """
 
 from __future__ import annotations
@@ -223,6 +226,12 @@ class PrometheusService(Service):
         httpx.post(self.url + "/-/reload", timeout=10).raise_for_status()
 
 
+def pytest_configure(config):
+    # qdrant-client checks the server version in a background thread; when a test stops a double right
+    # after creating a client, that check loses the race and warns. GET / itself is tested directly.
+    config.addinivalue_line("filterwarnings", "ignore:Failed to obtain server version:UserWarning")
+
+
 # -- session services -------------------------------------------------------------------------------
 _SESSION: dict[str, Service] = {}
 
@@ -236,6 +245,12 @@ def _session(name: str, factory) -> Service:
     if name not in _SESSION:
         _SESSION[name] = factory()
     return _SESSION[name]
+
+
+def _owned(proc: stack.Process) -> stack.Process:
+    """A process that dies with this pytest run, even if pytest itself is killed."""
+    proc.die_with_parent = True
+    return proc
 
 
 @pytest.fixture(scope="session")
@@ -253,7 +268,7 @@ def qdrant(stack_workdir, _session_cleanup) -> QdrantService:
     if url:
         return _session("qdrant", lambda: QdrantService(os.environ.get("AEGIS_TEST_QDRANT_API_KEY"), url=url))
     return _session("qdrant", lambda: QdrantService(
-        stack.QDRANT_API_KEY, process=stack.qdrant_double(stack_workdir).start()))
+        stack.QDRANT_API_KEY, process=_owned(stack.qdrant_double(stack_workdir)).start()))
 
 
 @pytest.fixture(scope="session")
@@ -261,7 +276,7 @@ def ollama(stack_workdir, _session_cleanup) -> OllamaService:
     url = os.environ.get("AEGIS_TEST_OLLAMA_URL")
     if url:
         return _session("ollama", lambda: OllamaService(url=url))
-    return _session("ollama", lambda: OllamaService(process=stack.ollama_double(stack_workdir).start()))
+    return _session("ollama", lambda: OllamaService(process=_owned(stack.ollama_double(stack_workdir)).start()))
 
 
 @pytest.fixture(scope="session")
@@ -269,7 +284,7 @@ def jina(stack_workdir, _session_cleanup) -> JinaService:
     key = os.environ.get("JINA_API_KEY")
     if key:
         return _session("jina", lambda: JinaService(key, url="https://api.jina.ai"))
-    return _session("jina", lambda: JinaService(stack.JINA_API_KEY, process=stack.jina_double(stack_workdir).start()))
+    return _session("jina", lambda: JinaService(stack.JINA_API_KEY, process=_owned(stack.jina_double(stack_workdir)).start()))
 
 
 @pytest.fixture(scope="session")
@@ -280,7 +295,7 @@ def s3(stack_workdir, _session_cleanup) -> S3Service:
                                                  os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
                                                  os.environ.get("AWS_DEFAULT_REGION", stack.S3_REGION), url=url))
     return _session("s3", lambda: S3Service(stack.S3_ACCESS_KEY, stack.S3_SECRET_KEY, stack.S3_REGION,
-                                             process=stack.moto_s3(stack_workdir).start()))
+                                             process=_owned(stack.moto_s3(stack_workdir)).start()))
 
 
 @pytest.fixture
@@ -301,7 +316,7 @@ def s3_bucket(s3) -> str:
 def redis_server(stack_workdir, _session_cleanup) -> RedisService:
     if not (shutil.which("redis-server") or Path("/usr/bin/redis-server").exists()):
         pytest.skip("redis-server is not installed (scripts/setup.sh installs it)")
-    return _session("redis", lambda: RedisService(process=stack.redis(stack_workdir).start()))
+    return _session("redis", lambda: RedisService(process=_owned(stack.redis(stack_workdir)).start()))
 
 
 @pytest.fixture(scope="session")
@@ -317,7 +332,7 @@ def prometheus(stack_workdir, _session_cleanup) -> PrometheusService:
     if not (shutil.which("prometheus") or Path("/usr/bin/prometheus").exists()):
         pytest.skip("prometheus is not installed (scripts/setup.sh --dev installs it)")
     return _session("prometheus", lambda: PrometheusService(stack_workdir,
-                                                            process=stack.prometheus(stack_workdir).start()))
+                                                            process=_owned(stack.prometheus(stack_workdir)).start()))
 
 
 # -- per test ---------------------------------------------------------------------------------------
@@ -379,6 +394,7 @@ def start_double(tmp_path):
             service = JinaService(api_key, process=stack.jina_double(tmp_path, api_key=api_key, name=name,
                                                                      extra=_flags(options)))
         service.process.port = port
+        _owned(service.process)
         started.append(service)
         service.process.start()
         return service

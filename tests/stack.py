@@ -76,6 +76,7 @@ class Process:
     log_path: Path
     port: int | None = None
     env: dict[str, str] = field(default_factory=dict)
+    die_with_parent: bool = False  # fixtures: the child gets SIGKILL if pytest dies; `up` leaves it detached
     pid: int | None = None
     paused: bool = False
     _popen: subprocess.Popen | None = field(default=None, repr=False)
@@ -91,8 +92,12 @@ class Process:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), **self.env}
         with self.log_path.open("ab") as log:
-            self._popen = subprocess.Popen(self.argv(self.port), cwd=REPO, env=env, stdin=subprocess.DEVNULL,
-                                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            argv = self.argv(self.port)
+            setpriv = shutil.which("setpriv")
+            if self.die_with_parent and setpriv:  # util-linux: PR_SET_PDEATHSIG, kept across exec
+                argv = [setpriv, "--pdeathsig", "KILL", *argv]
+            self._popen = subprocess.Popen(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                           stderr=subprocess.STDOUT, start_new_session=True)
         self.pid, self.paused = self._popen.pid, False
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
