@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """HTTP double of the Jina AI Search Foundation API: ``/v1/embeddings`` and ``/v1/rerank``.
 
 Run it: ``python -m tests.doubles.jina --port 8081 --api-key K`` (or copy this file and faults.py to a host:

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """HTTP double of an Ollama server (the native /api, as of Ollama 0.12).
 
 Run it: ``python -m tests.doubles.ollama --port 11434 [--data-dir D] [--preload deepseek-r1:7b,...]`` (or copy

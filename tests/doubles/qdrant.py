@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """HTTP double of a Qdrant 1.19 server (REST only), on qdrant-client's local engine.
 
 Run it: ``python -m tests.doubles.qdrant --port 6333 [--api-key K] [--data-dir D]``, or copy this file
