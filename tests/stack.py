@@ -5,8 +5,9 @@
     python -m tests.stack env      # shell exports (URLs, keys) for the running stack
     python -m tests.stack down     # stop everything; nothing is left running
 
-State lives in ``var/stack/state.json`` and logs in ``var/stack/<service>.log`` (``AEGIS_STACK_DIR``
-overrides the folder). Every service runs as a plain subprocess in its own process group, is waited for
+State lives in ``var/stack/state.json``, logs in ``var/stack/<service>.log`` and data in
+``var/stack/<service>-data`` (kept between runs like a real server's; delete the folder for a fresh stack;
+``AEGIS_STACK_DIR`` overrides it). Every service runs as a plain subprocess in its own process group, is waited for
 with a bounded readiness poll, and is stopped by signalling its whole group (SIGCONT, SIGTERM, then
 SIGKILL). The pytest fixtures (tests/fixtures.py) use the same :class:`Process` with temporary folders.
 """
@@ -185,8 +186,15 @@ def _group_alive(pgid: int) -> bool:
 
 
 # -- the services -----------------------------------------------------------------------------------
+def python() -> str:
+    """The interpreter for the doubles and moto: the project's .venv when there is one (this launcher itself
+    needs only the standard library, so `python3 -m tests.stack up` works from any Python 3.11)."""
+    venv = REPO / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
 def _python_module(module: str, *args: str) -> Callable[[int], list[str]]:
-    return lambda port: [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port), *args]
+    return lambda port: [python(), "-m", module, "--host", "127.0.0.1", "--port", str(port), *args]
 
 
 def qdrant_double(workdir: Path, api_key: str | None = QDRANT_API_KEY, name: str = "qdrant",
@@ -215,7 +223,7 @@ def jina_double(workdir: Path, api_key: str = JINA_API_KEY, name: str = "jina",
 
 
 def moto_s3(workdir: Path, name: str = "s3") -> Process:
-    return Process(name, lambda p: [sys.executable, "-m", "moto.server", "-p", str(p), "-H", "127.0.0.1"],
+    return Process(name, lambda p: [python(), "-m", "moto.server", "-p", str(p), "-H", "127.0.0.1"],
                    ready=lambda p: http_ready(f"http://127.0.0.1:{p}/moto-api/data.json"),
                    url_of=lambda p: f"http://127.0.0.1:{p}", log_path=workdir / f"{name}.log",
                    env={"AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY})
