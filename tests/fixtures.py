@@ -13,7 +13,8 @@ tests/doubles/ to run it as a script. Additions and choices, names unchanged:
   ``ollama.set_registry(model, **spec)`` declares or changes a pullable model (``fail="..."`` makes its
   pull fail with an ``{"error"}`` line after HTTP 200; ``revision=2`` changes its digest),
   ``ollama.install(model, **spec)`` installs one without a pull, ``ollama.configure(**settings)``
-  (``max_queue``, ``num_parallel``, ``token_delay_ms``, ``embedding_dim``...), ``ollama.state()``.
+  (``max_queue``, ``num_parallel``, ``token_delay_ms``, ``version``), ``ollama.state()``; embedding sizes
+  come from each model's ``embedding_length`` spec.
 - ``jina.api_key`` is the bearer key; ``jina.headers`` carries it. Real Jina when JINA_API_KEY is set.
 - ``redis_server`` also has ``.port`` and stop/start/pause/resume (no fault rules: it is the real Redis).
 - ``prometheus`` (optional) has ``.url``, ``.rules_dir`` and ``.load(rules={name: yaml}, scrape=[...])``.
