@@ -195,3 +195,15 @@ def test_bad_parameters(run_tasks, qdrant, s3, s3_bucket, collection_name, args,
     out = run_tasks([restore(collection=collection_name, bucket=s3_bucket, **args)], expect_failure=True,
                     play=play(qdrant, s3)).result(0)
     assert message in out["msg"]
+
+
+def test_s3_down_fails_cleanly(run_tasks, qdrant, s3, collection_name, staging):
+    rest = Rest(qdrant)
+    rest.create(collection_name)
+    s3.stop()  # the autouse reset starts it again after the test
+    out = run_tasks([restore(collection=collection_name, bucket="aegis-any-bucket", tmp_dir=str(staging))],
+                    expect_failure=True, play=play(qdrant, s3)).result(0)
+    assert out["msg"].startswith(f"S3 request during the restore of {collection_name} failed: ")
+    assert "Could not connect to the endpoint URL" in out["msg"] and "module_stderr" not in out
+    assert rest.info(collection_name)["points_count"] == 0 and rest.snapshots(collection_name) == []
+    assert list(staging.iterdir()) == []

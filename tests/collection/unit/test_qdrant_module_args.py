@@ -73,3 +73,12 @@ def test_qdrant_down_fails_cleanly(capsys):
     out = run(qdrant_collection, {"name": "c", "vectors": {"size": 4, "distance": "Cosine"}}, capsys)
     assert out["failed"] and out["msg"].startswith("Qdrant request for collection c failed: GET http://127.0.0.1:9")
     assert out["status"] is None and "Traceback" not in out["msg"]
+
+
+def test_presigned_url_signature_is_redacted_from_messages():
+    text = ("Failed to download snapshot from http://127.0.0.1:9000/b/k.snapshot?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+            "&X-Amz-Credential=AKIA%2F20250101&X-Amz-Security-Token=secret-token&X-Amz-Signature=abc: status 403")
+    assert qdrant_restore.redact_signature(text) == \
+        "Failed to download snapshot from http://127.0.0.1:9000/b/k.snapshot?<signature redacted>: status 403"
+    assert qdrant_restore.redact_signature("no url here") == "no url here"
+    assert qdrant_restore.redact_signature(None) == ""

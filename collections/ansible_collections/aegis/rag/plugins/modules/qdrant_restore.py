@@ -189,6 +189,7 @@ durations:
 """
 
 import os
+import re
 import tempfile
 import time
 
@@ -222,6 +223,14 @@ def argument_spec():
         wait_timeout=dict(type="int", default=1800),
     )
     return spec
+
+
+SIGNED_QUERY = re.compile(r"\?[^\s\"':]*X-Amz-[^\s\"':]*")
+
+
+def redact_signature(text):
+    """Drop the query (signature, credential scope, token) of presigned URLs quoted in `text`."""
+    return SIGNED_QUERY.sub("?<signature redacted>", text or "")
 
 
 def metadata_points(head):
@@ -328,7 +337,11 @@ class Restore:
                               self.p["priority"], timeout=timeout)
         else:
             url = s3.presigned_get_url(self.s3, self.p["bucket"], key, self.p["url_expiry"])
-            recover_from_url(self.qdrant, self.collection, url, sha, self.p["priority"], timeout=timeout)
+            try:
+                recover_from_url(self.qdrant, self.collection, url, sha, self.p["priority"], timeout=timeout)
+            except HttpError as e:  # Qdrant may quote the URL: keep its signature out of the result
+                e.msg, e.body_excerpt = redact_signature(e.msg), redact_signature(e.body_excerpt)
+                raise
 
     def run(self):
         started = time.monotonic()
