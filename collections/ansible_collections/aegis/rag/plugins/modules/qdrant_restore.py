@@ -23,7 +23,8 @@ description:
     (never whole in memory) and verify its sha256 against the object's C(sha256) metadata; take a safety
     snapshot of the current collection; recover the collection; wait until it is green; check that
     its exact point count equals the C(points-count) metadata."
-  - A checksum mismatch stops the module before anything in Qdrant is touched.
+  - With O(recover_via=upload), a checksum mismatch stops the module before anything in Qdrant is touched.
+    With O(recover_via=url), Qdrant checks the checksum itself before recovering, after the safety snapshot.
   - The staged file is removed on every path, success or failure.
   - A restore is an action, so a run that restores always reports a change. Check mode reads the
     listing and the object's metadata only and returns the plan.

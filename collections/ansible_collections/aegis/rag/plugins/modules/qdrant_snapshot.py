@@ -174,7 +174,10 @@ key:
   type: str
   sample: qdrant/aegis_docs_v2/20250131/aegis_docs_v2-3513412-2025-01-31-02-00-00.snapshot
 points_count:
-  description: The point count stored in the object's metadata (the collection's count when it was uploaded).
+  description:
+    - The point count stored in the object's metadata, C(points-count), which M(aegis.rag.qdrant_restore) checks.
+    - It is the collection's exact count read just before the module creates the snapshot, or, for an
+      existing O(snapshot_name), when the upload runs; upload right after the snapshot so they match.
   returned: when O(state=s3_upload)
   type: int
   sample: 12840
@@ -190,7 +193,7 @@ from ansible_collections.aegis.rag.plugins.module_utils.http import (
     HttpError, common_argument_spec_aws, common_argument_spec_qdrant, fail_from_http)
 from ansible_collections.aegis.rag.plugins.module_utils.qdrant import get_collection, qdrant_client
 from ansible_collections.aegis.rag.plugins.module_utils.qdrant_admin import (
-    create_snapshot, delete_snapshot, download_snapshot, list_snapshots)
+    count_points, create_snapshot, delete_snapshot, download_snapshot, list_snapshots)
 
 
 def argument_spec():
@@ -346,7 +349,7 @@ class Snapshots:
         info = get_collection(self.client, self.collection)
         if info is None:
             self.module.fail_json(msg="collection %s does not exist" % self.collection, **self.result)
-        points = info.get("points_count") or 0
+        points = count_points(self.client, self.collection)
         before = self.current()
         if self.p["snapshot_name"]:
             snap = find(self.module, before, self.p["snapshot_name"])
