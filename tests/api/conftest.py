@@ -12,6 +12,8 @@ from aegis_rag.embeddings import LocalEmbedder
 from aegis_rag.service import RagService
 from aegis_rag.settings import Settings
 
+EMBED_MODEL, LLM_MODEL = "nomic-embed-text", "deepseek-r1:7b"  # installed on the Ollama double
+
 CORPUS = {
     "backup.md": """# Backup and restore
 
@@ -37,8 +39,8 @@ Ollama runs on hosts with NVIDIA GPUs. The gpu_info module reports memory and ut
 
 
 @pytest.fixture(scope="session")
-def embedder(tmp_path_factory) -> LocalEmbedder:
-    return LocalEmbedder.bundled("onnx", tmp_path_factory.mktemp("models"))
+def embedder(local_embedder) -> LocalEmbedder:
+    return local_embedder
 
 
 @pytest.fixture
@@ -76,3 +78,39 @@ def client(make_client) -> TestClient:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).parents[2]
+
+
+# --- production shape: Qdrant server, Ollama, Jina rerank, Redis (doubles or real servers, see tests/fixtures.py)
+@pytest.fixture
+def server_settings(qdrant, ollama, jina, redis_server, collection_name, tmp_path):
+    def make(**overrides) -> Settings:
+        values = dict(data_dir=tmp_path, qdrant_url=qdrant.url, qdrant_api_key=qdrant.api_key,
+                      collection=collection_name, embedder="ollama", embed_model=EMBED_MODEL, ollama_url=ollama.url,
+                      llm="ollama", llm_model=LLM_MODEL, llm_timeout_s=10, reranker="jina", jina_url=jina.url,
+                      jina_api_key=jina.api_key, cache="redis", redis_url=redis_server.url, qdrant_timeout_s=5)
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def server_client(server_settings, local_embedder):
+    clients = []
+
+    def make(corpus=CORPUS, **overrides) -> TestClient:
+        settings = server_settings(**overrides)
+        service = RagService(settings, embedder=local_embedder) if settings.embedder == "local" else None
+        client = TestClient(create_app(settings, service), raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        for name, text in (corpus or {}).items():
+            r = client.post("/documents", files={"file": (name, text.encode(), "text/plain")})
+            assert r.status_code == 200, r.text
+        return client
+
+    yield make
+    for c in clients:
+        c.__exit__(None, None, None)
+
+

@@ -10,8 +10,6 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .test_server_mode import server_client, server_settings  # noqa: F401  (fixtures)
-
 Q = {"question": "When are snapshots uploaded to S3?", "history": []}
 
 

@@ -6,48 +6,13 @@ JINA_API_KEY); Redis is real. Tests that steer a double (think leakage) skip aga
 
 import json
 
-import pytest
 import redis
-from fastapi.testclient import TestClient
 
-from aegis_rag.api import create_app
 from aegis_rag.cache import cache_key
-from aegis_rag.settings import Settings
 
 from .conftest import CORPUS
 
-EMBED_MODEL, LLM_MODEL = "nomic-embed-text", "deepseek-r1:7b"
-
-
-@pytest.fixture
-def server_settings(qdrant, ollama, jina, redis_server, collection_name, tmp_path):
-    def make(**overrides) -> Settings:
-        values = dict(data_dir=tmp_path, qdrant_url=qdrant.url, qdrant_api_key=qdrant.api_key,
-                      collection=collection_name, embedder="ollama", embed_model=EMBED_MODEL, ollama_url=ollama.url,
-                      llm="ollama", llm_model=LLM_MODEL, llm_timeout_s=10, reranker="jina", jina_url=jina.url,
-                      jina_api_key=jina.api_key, cache="redis", redis_url=redis_server.url, qdrant_timeout_s=5)
-        values.update(overrides)
-        return Settings(**values)
-
-    return make
-
-
-@pytest.fixture
-def server_client(server_settings):
-    clients = []
-
-    def make(corpus=CORPUS, **overrides) -> TestClient:
-        client = TestClient(create_app(server_settings(**overrides)), raise_server_exceptions=False)
-        client.__enter__()
-        clients.append(client)
-        for name, text in (corpus or {}).items():
-            r = client.post("/documents", files={"file": (name, text.encode(), "text/plain")})
-            assert r.status_code == 200, r.text
-        return client
-
-    yield make
-    for c in clients:
-        c.__exit__(None, None, None)
+from .conftest import EMBED_MODEL, LLM_MODEL
 
 
 def test_chat_is_generated_from_retrieved_context(server_client):

@@ -130,21 +130,6 @@ def collection_root() -> Path:
     return COLLECTION_ROOT
 
 
-@pytest.fixture(scope="session")
-def local_embedder(tmp_path_factory):
-    """The bundled MiniLM embedder, exported to ONNX once per session and shared by every Aegis app."""
-    from aegis_rag.embeddings import LocalEmbedder
-
-    # Importing ansible.module_utils (the unit tests do) replaces sys.intern with a callable object, which
-    # torch's exporter (torch._dynamo) refuses at import; export with the original function in place.
-    patched = sys.intern
-    sys.intern = getattr(patched, "unpatched_implementation", patched)
-    try:
-        return LocalEmbedder.bundled("onnx", tmp_path_factory.mktemp("aegis-models"))
-    finally:
-        sys.intern = patched
-
-
 @pytest.fixture(scope="module")
 def aegis_api(tmp_path_factory, local_embedder):
     """A real Aegis API (embedded vector store, extractive answers) on a free loopback port, one document in."""
