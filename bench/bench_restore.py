@@ -85,7 +85,8 @@ def run_module(name: str, args: dict, workdir: Path) -> tuple[dict, float, float
     try:
         result = json.loads(proc.stdout[proc.stdout.index("{"):])
     except ValueError:
-        raise SystemExit(f"{name} printed no JSON (rc {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        raise SystemExit(f"{name} printed no JSON (rc {proc.returncode}):\n{proc.stdout[-2000:]}\n"
+                         f"{proc.stderr[-2000:]}") from None
     if result.get("failed"):
         raise SystemExit(f"{name} failed: {result.get('msg')}")
     return result, int(hwm_file.read_text()) / 1024.0, wall

@@ -93,7 +93,7 @@ def validate_backup_date(value):
     try:
         datetime.datetime.strptime(value, "%Y%m%d")
     except ValueError:
-        raise ValueError("backup_date %r is not a calendar date" % value)
+        raise ValueError("backup_date %r is not a calendar date" % value) from None
     return value
 
 
