@@ -7,6 +7,8 @@ embedding 100k chunks with MiniLM would take ~15 minutes per run. Then `aegis-ra
 as a subprocess (one worker) and one client sends sequential requests over loopback:
 - uncached: every question is new, so the query embedding is computed (ONNX MiniLM);
 - cached: the same questions again, so the embedding comes from the in-process cache.
+Alongside: the server's own `timings_ms.total` for the same requests (retrieval and answer without
+HTTP or framework), and GET /health with the same client (the HTTP floor).
 Reports p50/p95/p99 per size; the run is repeated and medians of the runs are reported.
 
     python -m bench.bench_chat [--sizes 10000 100000] [--requests 300] [--runs 3]
@@ -101,14 +103,27 @@ def percentiles(ms: list[float]) -> dict:
             "p99": round(float(np.percentile(a, 99)), 2)}
 
 
-def measure(url: str, questions: list[str]) -> list[float]:
-    out = []
+def measure(url: str, questions: list[str]) -> tuple[list[float], list[float]]:
+    """Wall time of each /chat over HTTP, and the server's own `timings_ms.total` (no HTTP, no framework)."""
+    wall, server = [], []
     with httpx.Client(base_url=url, timeout=30) as client:
         for q in questions:
             t = time.perf_counter()
             r = client.post("/chat", json={"question": q, "history": []})
-            out.append((time.perf_counter() - t) * 1000)
+            wall.append((time.perf_counter() - t) * 1000)
             r.raise_for_status()
+            server.append(r.json()["timings_ms"]["total"])
+    return wall, server
+
+
+def measure_health(url: str, n: int) -> list[float]:
+    """The HTTP floor: GET /health (no work) with the same client, in the same run."""
+    out = []
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for _ in range(n):
+            t = time.perf_counter()
+            client.get("/health").raise_for_status()
+            out.append((time.perf_counter() - t) * 1000)
     return out
 
 
@@ -133,14 +148,17 @@ def main() -> None:
                 for run in range(args.runs):
                     qs = [f"How does {topics[i % len(topics)]} work in case {run}-{i}?" for i in range(args.requests)]
                     measure(url, qs[:20])  # warm-up (these 20 become cached; excluded below)
-                    fresh = measure(url, qs[20:])
-                    cached = measure(url, qs[20:])
-                    runs.append({"uncached": percentiles(fresh), "cached": percentiles(cached)})
+                    fresh, fresh_server = measure(url, qs[20:])
+                    cached, cached_server = measure(url, qs[20:])
+                    runs.append({"uncached": percentiles(fresh), "cached": percentiles(cached),
+                                 "uncached_server": percentiles(fresh_server),
+                                 "cached_server": percentiles(cached_server),
+                                 "health": percentiles(measure_health(url, len(qs) - 20))})
             finally:
                 proc.terminate()
                 proc.wait(10)
             med = {kind: {p: statistics.median(r[kind][p] for r in runs) for p in ("p50", "p95", "p99")}
-                   for kind in ("uncached", "cached")}
+                   for kind in runs[0]}
             results[size] = {"points": count, "build_seconds": round(build_s, 1), "runs": runs, "median": med}
             print(json.dumps({size: results[size]["median"], "points": count}), flush=True)
         finally:
