@@ -5,7 +5,7 @@ import hmac
 from fastapi import HTTPException, Request
 
 
-def require_api_key(request: Request) -> None:
+async def require_api_key(request: Request) -> None:  # async: no thread hop for a dict lookup
     keys = request.app.state.settings.api_keys
     if not keys:
         return
