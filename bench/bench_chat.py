@@ -21,7 +21,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+from tests.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,11 +74,6 @@ def build_collection(data_dir: Path, size: int, seed: int = 7) -> int:
     service.close()
     return count
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(data_dir: Path) -> tuple[subprocess.Popen, str]:

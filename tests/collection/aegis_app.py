@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from pathlib import Path
@@ -10,16 +9,13 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from tests.stack import free_port
+
 DOC = b"""# Backup and restore
 
 Snapshots of the collection are uploaded to the S3 bucket aegis-backups every night at 02:00.
 """
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class AegisServer:

@@ -161,9 +161,6 @@ def start_aegis(tmp_path, local_embedder):
 @pytest.fixture
 def closed_port_url():
     """A loopback URL where nothing listens (connection refused)."""
-    import socket
+    from tests.stack import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"

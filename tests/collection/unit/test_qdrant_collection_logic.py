@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.aegis.rag.plugins.module_utils.qdrant_admin import (
+from ansible_collections.aegis.rag.plugins.module_utils.qdrant import (
     normalize_sparse, normalize_vectors, optimizer_changes, vector_mismatches)
 
 CURRENT_OPT = {"deleted_threshold": 0.2, "vacuum_min_vector_number": 1000, "default_segment_number": 0,

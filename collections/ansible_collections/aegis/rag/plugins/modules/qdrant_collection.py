@@ -193,10 +193,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.aegis.rag.plugins.module_utils.http import (
     HttpError, common_argument_spec_qdrant, fail_from_http)
 from ansible_collections.aegis.rag.plugins.module_utils.qdrant import (
-    QdrantWaitTimeout, collection_facts, get_collection, qdrant_client, wait_green)
-from ansible_collections.aegis.rag.plugins.module_utils.qdrant_admin import (
-    OPTIMIZER_FIELDS, create_collection, delete_collection, normalize_sparse, normalize_vectors,
-    optimizer_changes, patch_collection, vector_mismatches)
+    OPTIMIZER_FIELDS, QdrantWaitTimeout, collection_facts, create_collection, delete_collection,
+    get_collection, normalize_sparse, normalize_vectors, optimizer_changes, patch_collection, qdrant_client,
+    vector_mismatches, wait_green)
 
 EMPTY_FACTS = {"status": None, "optimizer_status": None, "points_count": None,
                "indexed_vectors_count": None, "segments_count": None}

@@ -119,9 +119,7 @@ from ansible_collections.aegis.rag.plugins.module_utils.backup import newest_fir
 from ansible_collections.aegis.rag.plugins.module_utils.http import (
     HttpError, common_argument_spec_qdrant, fail_from_http)
 from ansible_collections.aegis.rag.plugins.module_utils.qdrant import (
-    collection_facts, get_collection, qdrant_client)
-from ansible_collections.aegis.rag.plugins.module_utils.qdrant_admin import (
-    list_collection_names, list_snapshots)
+    collection_facts, get_collection, list_collection_names, list_snapshots, qdrant_client)
 
 
 def describe(client, name):

@@ -200,9 +200,8 @@ from ansible_collections.aegis.rag.plugins.module_utils import backup, s3
 from ansible_collections.aegis.rag.plugins.module_utils.http import (
     HttpError, common_argument_spec_aws, common_argument_spec_qdrant, fail_from_http)
 from ansible_collections.aegis.rag.plugins.module_utils.qdrant import (
-    QdrantWaitTimeout, get_collection, qdrant_client, wait_green)
-from ansible_collections.aegis.rag.plugins.module_utils.qdrant_admin import (
-    count_points, create_snapshot, recover_by_upload, recover_from_url)
+    QdrantWaitTimeout, count_points, create_snapshot, get_collection, qdrant_client, recover_by_upload,
+    recover_from_url, wait_green)
 
 
 def argument_spec():

@@ -191,9 +191,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.aegis.rag.plugins.module_utils import backup, s3
 from ansible_collections.aegis.rag.plugins.module_utils.http import (
     HttpError, common_argument_spec_aws, common_argument_spec_qdrant, fail_from_http)
-from ansible_collections.aegis.rag.plugins.module_utils.qdrant import get_collection, qdrant_client
-from ansible_collections.aegis.rag.plugins.module_utils.qdrant_admin import (
-    count_points, create_snapshot, delete_snapshot, download_snapshot, list_snapshots)
+from ansible_collections.aegis.rag.plugins.module_utils.qdrant import (
+    count_points, create_snapshot, delete_snapshot, download_snapshot, get_collection, list_snapshots,
+    qdrant_client)
 
 
 def argument_spec():
