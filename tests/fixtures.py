@@ -1,7 +1,7 @@
 """pytest plugin: the test stack as fixtures (registered by tests/conftest.py).
 
-Implements /work/notes/stack-contract.md. One change: the Qdrant double is three files (qdrant.py plus its
-siblings qdrant_store.py and qdrant_snapshots.py, imported like faults.py), so a host needs all of
+The Qdrant double is four files (qdrant.py plus its siblings qdrant_store.py, qdrant_snapshots.py and
+qdrant_validation.py, imported like faults.py), so a host needs all of
 tests/doubles/ to run it as a script. Additions and choices, names unchanged:
 - Session doubles start once; after every test that used one (or changed it through its handle) an
   autouse fixture clears its fault rules, resumes/restarts it if the test paused/stopped it, and for

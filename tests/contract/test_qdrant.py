@@ -184,10 +184,8 @@ def test_aliases(client, aegis_collection, collection_name):
 def test_bad_requests_get_the_server_error_envelope(http, client, aegis_collection, collection_name):
     r = http.get(f"/collections/{collection_name}_absent")
     assert r.status_code == 404 and "doesn't exist" in error_of(r)
-    r = http.put(f"/collections/{collection_name}_x", json={"vectors": {"size": 0, "distance": "Cosine"}})
+    r = http.put(f"/collections/{collection_name}_x", json={"vectors": {"size": 65537, "distance": "Cosine"}})
     assert r.status_code == 422 and "size" in error_of(r)
-    r = http.put(f"/collections/{collection_name}_x", json={"vectors": {"size": 4, "distance": "Cosine"}, "bogus": 1})
-    assert r.status_code in (400, 422) and error_of(r)
     r = http.put(f"/collections/{collection_name}_x", json={"vectors": {"size": 4, "distance": "Nope"}})
     assert r.status_code == 400 and error_of(r)
     assert not client.collection_exists(collection_name + "_x")
@@ -199,6 +197,158 @@ def test_bad_requests_get_the_server_error_envelope(http, client, aegis_collecti
     r = http.post(f"/collections/{aegis_collection}/facet", json={"key": "chunk_index"})
     assert r.status_code == 400 and "index" in error_of(r).lower()
     assert client.count(aegis_collection, exact=True).count == 10
+
+
+# -- the server's bounds on collection configs and points --------------------------------------------
+VALID = {"vectors": {"size": DIM, "distance": "Cosine"}}
+
+
+def _create(http, name: str, **fields) -> httpx.Response:
+    return http.put(f"/collections/{name}", json={**VALID, **fields})
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"hnsw_config": {"ef_construct": 2}}, "hnsw_config.ef_construct"),
+    ({"hnsw_config": {"full_scan_threshold": 5}}, "hnsw_config.full_scan_threshold"),
+    ({"wal_config": {"wal_capacity_mb": 0}}, "wal_config.wal_capacity_mb"),
+    ({"shard_number": 0}, "shard_number"),
+    ({"replication_factor": 0}, "replication_factor"),
+    ({"write_consistency_factor": 0}, "write_consistency_factor"),
+    ({"optimizers_config": {"deleted_threshold": 1.5}}, "optimizers_config.deleted_threshold"),
+    ({"optimizers_config": {"vacuum_min_vector_number": 99}}, "optimizers_config.vacuum_min_vector_number"),
+    ({"optimizers_config": {"max_segment_size": 0}}, "optimizers_config.max_segment_size"),
+    ({"quantization_config": {"scalar": {"type": "int8", "quantile": 0.2}}}, "quantization_config.scalar.quantile"),
+    ({"vectors": {"dense": {"size": DIM, "distance": "Cosine", "hnsw_config": {"ef_construct": 3}}}},
+     "hnsw_config.ef_construct"),
+    ({"vectors": {"dense": {"size": 70000, "distance": "Cosine"}}}, "size"),
+])
+def test_create_out_of_range_is_a_422_validation_error(http, client, collection_name, fields, field):
+    r = _create(http, collection_name, **fields)
+    assert r.status_code == 422, r.text
+    assert error_of(r).startswith("Validation error in JSON body") and field in error_of(r)
+    assert not client.collection_exists(collection_name)
+
+
+@pytest.mark.parametrize("fields", [
+    {"vectors": {"size": 0, "distance": "Cosine"}},
+    {"vectors": {"dense": {"size": -4, "distance": "Cosine"}}},
+    {"shard_number": -1},
+    {"hnsw_config": {"m": -1}},
+    {"wal_config": {"wal_capacity_mb": -1}},
+    {"optimizers_config": {"indexing_threshold": -1}},
+    {"optimizers_config": {"max_optimization_threads": "many"}},
+])
+def test_create_with_malformed_numbers_is_a_400_format_error(http, client, collection_name, fields):
+    r = _create(http, collection_name, **fields)
+    assert r.status_code == 400 and error_of(r).startswith("Format error in JSON body"), r.text
+    assert not client.collection_exists(collection_name)
+
+
+@pytest.mark.parametrize("vectors, sparse, words", [
+    ({"text": {"size": DIM, "distance": "Cosine"}}, {"text": {}}, "must be unique"),
+    ({"dense": {"size": DIM, "distance": "Cosine"}}, {"": {}}, "cannot be empty"),
+    ({"a/b": {"size": DIM, "distance": "Cosine"}}, None, "vector name cannot contain"),
+])
+def test_bad_vector_names_are_wrong_input(http, client, collection_name, vectors, sparse, words):
+    r = http.put(f"/collections/{collection_name}", json={"vectors": vectors, "sparse_vectors": sparse})
+    assert r.status_code == 400 and error_of(r).startswith("Wrong input") and words in error_of(r), r.text
+    assert not client.collection_exists(collection_name)
+
+
+def test_unknown_fields_are_ignored_except_in_filters(http, client, collection_name):
+    r = _create(http, collection_name, bogus=1, optimizers_config={"deleted_threshold": 0.3, "bogus": 2})
+    try:
+        assert r.status_code == 200, r.text
+        assert client.get_collection(collection_name).config.optimizer_config.deleted_threshold == 0.3
+        r = http.put(f"/collections/{collection_name}/points?wait=true",
+                     json={"points": [{"id": 1, "vector": vec(1), "bogus": 3}], "bogus": 4})
+        assert r.status_code == 200, r.text
+        r = http.post(f"/collections/{collection_name}/points/scroll", json={"limit": 5, "bogus": 5})
+        assert r.status_code == 200 and [p["id"] for p in r.json()["result"]["points"]] == [1]
+        r = http.post(f"/collections/{collection_name}/points/scroll", json={"filter": {"must": [], "bogus": 6}})
+        assert r.status_code == 400 and "bogus" in error_of(r)  # Filter is deny_unknown_fields
+    finally:
+        client.delete_collection(collection_name)
+
+
+def test_max_optimization_threads_auto_is_stored_as_null(http, client, collection_name):
+    assert _create(http, collection_name, optimizers_config={"max_optimization_threads": "auto"}).status_code == 200
+    try:
+        raw = http.get(f"/collections/{collection_name}").json()["result"]["config"]["optimizer_config"]
+        assert raw["max_optimization_threads"] is None
+        assert client.get_collection(collection_name).config.optimizer_config.max_optimization_threads is None
+        client.update_collection(collection_name, optimizers_config=m.OptimizersConfigDiff(max_optimization_threads=2))
+        assert client.get_collection(collection_name).config.optimizer_config.max_optimization_threads == 2
+        r = http.patch(f"/collections/{collection_name}", json={"optimizers_config": {"max_optimization_threads": "auto"}})
+        assert r.status_code == 200, r.text
+        assert client.get_collection(collection_name).config.optimizer_config.max_optimization_threads is None
+    finally:
+        client.delete_collection(collection_name)
+
+
+def test_patch_out_of_range_or_malformed_is_refused(http, aegis_collection):
+    before = http.get(f"/collections/{aegis_collection}").json()["result"]["config"]
+    r = http.patch(f"/collections/{aegis_collection}", json={"hnsw_config": {"ef_construct": 2}})
+    assert r.status_code == 422 and "ef_construct" in error_of(r)
+    r = http.patch(f"/collections/{aegis_collection}", json={"hnsw_config": {"m": -1}})
+    assert r.status_code == 400 and error_of(r).startswith("Format error")
+    r = http.patch(f"/collections/{aegis_collection}", json={"params": {"replication_factor": 0}})
+    assert r.status_code == 400 and error_of(r).startswith("Format error")  # NonZeroU32
+    after = http.get(f"/collections/{aegis_collection}").json()["result"]["config"]
+    assert (after["hnsw_config"], after["params"]) == (before["hnsw_config"], before["params"])
+
+
+@pytest.mark.parametrize("body, applied", [
+    ({"vectors": {"dense": {"hnsw_config": {"m": 32}}}},
+     lambda cfg: (cfg["params"]["vectors"]["dense"].get("hnsw_config") or {}).get("m") == 32),
+    ({"sparse_vectors": {"bm25": {"index": {"full_scan_threshold": 5000}}}},
+     lambda cfg: (cfg["params"]["sparse_vectors"]["bm25"].get("index") or {}).get("full_scan_threshold") == 5000),
+    ({"strict_mode_config": {"enabled": True, "max_query_limit": 50}},
+     lambda cfg: (cfg.get("strict_mode_config") or {}).get("enabled")),
+])
+def test_patch_features_the_double_lacks_are_refused_not_ignored(qdrant, http, aegis_collection, body, applied):
+    r = http.patch(f"/collections/{aegis_collection}", json=body)
+    config = http.get(f"/collections/{aegis_collection}").json()["result"]["config"]
+    if qdrant.real:  # the server applies them
+        assert r.status_code == 200 and applied(config), r.text
+    else:
+        assert r.status_code == 501 and next(iter(body)) in error_of(r), r.text
+        assert not applied(config)
+
+
+@pytest.mark.parametrize("point_id", [-1, "not-a-uuid", 2**64, 1.5])
+def test_invalid_point_ids_are_format_errors(http, client, aegis_collection, point_id):
+    r = http.put(f"/collections/{aegis_collection}/points?wait=true",
+                 json={"points": [{"id": point_id, "vector": {"dense": vec(1)}}]})
+    assert r.status_code == 400 and error_of(r).startswith("Format error"), r.text
+    r = http.post(f"/collections/{aegis_collection}/points/batch?wait=true", json={"operations": [
+        {"upsert": {"batch": {"ids": [point_id], "vectors": {"dense": [vec(1)]}}}}]})
+    assert r.status_code == 400 and error_of(r).startswith("Format error"), r.text
+    assert client.count(aegis_collection, exact=True).count == 10
+
+
+def test_point_ids_are_unsigned_64_bit_integers_or_uuids(client, aegis_collection):
+    ids = [2**64 - 1, "5c56c793-69f3-4fbf-87e6-c4bf54c28c26"]
+    client.upsert(aegis_collection, points=[m.PointStruct(id=i, vector={"dense": vec(1)}) for i in ids], wait=True)
+    assert {p.id for p in client.retrieve(aegis_collection, ids=ids)} == set(ids)
+
+
+def test_upsert_update_mode_and_update_filter_are_applied(client, aegis_collection):
+    def upsert(points, **options):
+        client.upsert(aegis_collection, points=[m.PointStruct(id=i, vector={"dense": vec(i)}, payload={"v": v})
+                                                for i, v in points], wait=True, **options)
+
+    def payloads():
+        return {p.id: p.payload.get("v") for p in client.retrieve(aegis_collection, ids=[1, 2, 3, 4, 50, 51])}
+
+    upsert([(1, "new"), (50, "new")], update_mode=m.UpdateMode.INSERT_ONLY)
+    assert payloads() == {1: None, 2: None, 3: None, 4: None, 50: "new"}  # 1 kept its old payload
+    upsert([(2, "upd"), (51, "upd")], update_mode=m.UpdateMode.UPDATE_ONLY)
+    assert payloads() == {1: None, 2: "upd", 3: None, 4: None, 50: "new"}  # 51 was not inserted
+    only_doc0 = m.Filter(must=[m.FieldCondition(key="document_id", match=m.MatchValue(value="doc0"))])
+    upsert([(3, "f"), (4, "f"), (60, "f")], update_filter=only_doc0)  # 3 is doc1: spared; new 60 inserted
+    assert payloads() == {1: None, 2: "upd", 3: None, 4: "f", 50: "new"}
+    assert client.retrieve(aegis_collection, ids=[60])[0].payload == {"v": "f"}
 
 
 def test_delete_collection(client, http, collection_name):

@@ -394,7 +394,7 @@ class OllamaDouble:
             return
         layers = layers_of(name, spec)
         current = self.installed.get(name)
-        have = {l["digest"] for l in layers_of(name, current["spec"])} if current else set()
+        have = {layer["digest"] for layer in layers_of(name, current["spec"])} if current else set()
         step = spec["pull_seconds"] / (len(layers) * 4)
         for i, layer in enumerate(layers):
             status = f"pulling {layer['digest'][7:19]}"

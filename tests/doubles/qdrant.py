@@ -2,15 +2,19 @@
 """HTTP double of a Qdrant 1.19 server (REST only), on qdrant-client's local engine.
 
 Run it: ``python -m tests.doubles.qdrant --port 6333 [--api-key K] [--data-dir D]``, or copy this file
-with its siblings qdrant_store.py (storage), qdrant_snapshots.py (snapshots) and faults.py to a host and run
-``python3 qdrant.py ...``; it needs qdrant-client, starlette, uvicorn, python-multipart and httpx.
+with its siblings qdrant_store.py (storage), qdrant_validation.py (request checks), qdrant_snapshots.py
+(snapshots) and faults.py to a host and run ``python3 qdrant.py ...``; it needs qdrant-client, starlette,
+uvicorn, python-multipart and httpx.
 
 Storage is qdrant-client's local mode (``QdrantClient(path=...)``): Qdrant's own in-process engine for
 development, so filters, dense/sparse (IDF) search, prefetch + RRF fusion, facets, counts and scrolls
 return real results. Every request body is parsed with qdrant-client's REST models
-(``qdrant_client.http.models``), which forbid unknown fields like the server does; replies use the real
-envelope ``{"result": ..., "status": "ok", "time": ...}`` and errors ``{"status": {"error": ...}, "time": ...}``
-with the server's status codes (400 bad input, 404 not found, 409 already exists, 422 validation).
+(``qdrant_client.http.models``), made to ignore unknown fields as the server's serde structs do (only
+filters and payload selectors refuse them, as on the server). Collection configs and point ids are then
+checked with the server's bounds (qdrant_validation.py). Replies use the real envelope
+``{"result": ..., "status": "ok", "time": ...}`` and errors ``{"status": {"error": ...}, "time": ...}`` with the
+server's status codes (400 malformed body or bad input, 404 not found, 409 already exists, 422 value out of
+range), and 501 for what the double does not implement (below).
 
 What local mode lacks, the double keeps itself (in ``<data-dir>/double_state.json``): the full
 ``optimizers_config`` (returned as ``config.optimizer_config``), hnsw/wal/params config, payload indexes
@@ -23,7 +27,9 @@ until its next update (any write, or ``PATCH {"optimizers_config": {}}``). ``opt
 Known divergences from the real server:
 - REST only: no gRPC port (use ``prefer_grpc=False``); no distributed mode (``/cluster`` says disabled),
   no shard keys, no full-storage ``/snapshots``, no ``/telemetry``, no read-only key or JWT (only
-  ``api-key``), no strict mode enforcement.
+  ``api-key``), no strict mode. Requests using what is missing are refused with 501 Not Implemented naming
+  it (``strict_mode_config``, ``sharding_method: custom``, ``shard_key``): the server would apply them, so
+  a 400 would wrongly call the request invalid, and a 200 would hide that nothing happened.
 - Snapshot files are the double's own format: an uncompressed tar holding ``snapshot.json`` (collection
   config and payload schema) and ``points.jsonl`` (one point per line). Real snapshots cannot be recovered
   into the double, nor the double's into a real server. Names, creation_time, size and the sha256
@@ -33,12 +39,15 @@ Known divergences from the real server:
   ``file://`` locations must lie inside the double's snapshots directory; ``s3://`` is rejected with the
   server's message. ``priority`` is accepted and ignored (there is one replica).
 - Error texts for malformed bodies come from pydantic, not serde: same status code and envelope, other
-  wording. Semantic checks are those listed in ``_validate_*`` below, not all of the server's.
+  wording. The range and semantic checks are those of qdrant_validation.py (every config field Aegis sends
+  or may send, point ids), not all of the server's; a body using fields newer than 1.19 that qdrant-client
+  knows is parsed, where the server would ignore them.
 - ``segments_count`` is ``default_segment_number`` (2 when 0 = auto); ``indexed_vectors_count`` counts
   one sparse vector per point and sparse vector name, and dense vectors only once their raw size reaches
   ``indexing_threshold`` KB (an approximation of the HNSW build rule); point ``version`` is the engine's.
 - ``PATCH /collections/{name}`` stores optimizers, hnsw, params, quantization and metadata changes;
-  ``vectors``, ``sparse_vectors`` and ``strict_mode_config`` changes are accepted and ignored.
+  non-empty ``vectors``, ``sparse_vectors`` and any ``strict_mode_config`` are refused with 501 (see above).
+  Upserts apply ``update_filter`` and ``update_mode`` through the local engine (501 if it lacks them).
 - Grey after restart applies to every stored collection (the real server only goes grey when
   optimisations were pending); yellow is simulated by time, no optimiser really runs. The simulated runs
   (optimizer ``config_mismatch`` after a PATCH, ``indexing`` after a large upsert or a recovery) are what
@@ -53,6 +62,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
 import re
@@ -66,6 +76,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import anyio
+from qdrant_client import QdrantClient
 from qdrant_client.http import models as m
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -75,39 +86,31 @@ from starlette.routing import Route
 try:
     from . import faults
     from .qdrant_snapshots import Snapshots, fetch_to, is_loopback, sha256_file, stream_multipart_file
-    from .qdrant_store import (
-        FACET_INDEX_TYPES,
-        ApiError,
-        Store,
-        count_points,
-        dump,
-        invalid,
-        parse,
-        points_of,
+    from .qdrant_store import FACET_INDEX_TYPES, ApiError, Store, count_points, dump, invalid, parse, points_of
+    from .qdrant_validation import (
+        check_point_ids,
+        unsupported,
         validate_create,
         validate_limit,
         validate_name,
-        validate_optimizers,
+        validate_update,
     )
 except ImportError:  # run as a plain script: the sibling modules sit next to this file
     import faults
     from qdrant_snapshots import Snapshots, fetch_to, is_loopback, sha256_file, stream_multipart_file
-    from qdrant_store import (
-        FACET_INDEX_TYPES,
-        ApiError,
-        Store,
-        count_points,
-        dump,
-        invalid,
-        parse,
-        points_of,
+    from qdrant_store import FACET_INDEX_TYPES, ApiError, Store, count_points, dump, invalid, parse, points_of
+    from qdrant_validation import (
+        check_point_ids,
+        unsupported,
         validate_create,
         validate_limit,
         validate_name,
-        validate_optimizers,
+        validate_update,
     )
 
 VERSION = "1.19.0"
+# recent qdrant-client local engines apply upsert's update_filter and update_mode
+UPSERT_OPTIONS_SUPPORTED = "update_mode" in inspect.signature(QdrantClient.upsert).parameters
 COMMIT = "0000000000000000000000000000000000000000"
 OPEN_PATHS = ("/", "/healthz", "/livez", "/readyz")
 HISTOGRAM_BOUNDS = (1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 50.0)
@@ -417,8 +420,7 @@ class QdrantDouble:
     @handler
     async def update_collection(self, request, started):
         req = parse(m.UpdateCollection, await body_json(request))
-        if req.optimizers_config is not None:
-            validate_optimizers(req.optimizers_config)
+        validate_update(req)
         return self.ok(await self.run(self.store.update, request.path_params["collection_name"], req), started)
 
     @handler
@@ -447,6 +449,7 @@ class QdrantDouble:
 
     async def _update(self, request: Request, started: float, model, apply: Callable) -> Response:
         req = parse(model, await body_json(request))
+        check_point_ids(req)
         wait = flag(request, "wait", False)
         name = request.path_params["collection_name"]
 
@@ -456,13 +459,21 @@ class QdrantDouble:
             return self.store.touched(real, points=points or 0)
         return self.ok(self._ack(await self.run(work), wait), started)
 
+    def _upsert(self, name: str, op: m.PointsList | m.PointsBatch) -> int:
+        """Upsert honouring `update_filter` and `update_mode` (both applied by the local engine)."""
+        if op.shard_key is not None:
+            raise unsupported("`shard_key` (shard keys)")
+        points = points_of(op)
+        options = {k: v for k, v in (("update_filter", op.update_filter), ("update_mode", op.update_mode))
+                   if v is not None}
+        if options and not UPSERT_OPTIONS_SUPPORTED:
+            raise unsupported(f"{', '.join(options)} with this qdrant-client (its local engine lacks them)")
+        self.store.engine.upsert(name, points=points, **options)
+        return count_points(points)
+
     @handler
     async def upsert(self, request, started):
-        def apply(name, req):
-            points = points_of(req)
-            self.store.engine.upsert(name, points=points)
-            return count_points(points)
-        return await self._update(request, started, m.PointInsertOperations, apply)
+        return await self._update(request, started, m.PointInsertOperations, self._upsert)
 
     @handler
     async def delete_points(self, request, started):
@@ -500,22 +511,25 @@ class QdrantDouble:
     @handler
     async def batch(self, request, started):
         req = parse(m.UpdateOperations, await body_json(request))
+        check_point_ids(req)
         wait = flag(request, "wait", False)
         name = request.path_params["collection_name"]
 
         def work():
             real = self.store.resolve(name)
             count = 0
-            for op in req.operations:
+            for op in req.operations:  # in order, one at a time, like the server's update queue
                 if isinstance(op, m.UpsertOperation):
-                    count += count_points(points_of(op.upsert))
-            self.store.engine.batch_update_points(real, update_operations=req.operations)
+                    count += self._upsert(real, op.upsert)
+                else:
+                    self.store.engine.batch_update_points(real, update_operations=[op])
             return [self._ack(self.store.touched(real, points=count), wait) for _ in req.operations]
         return self.ok(await self.run(work), started)
 
     @handler
     async def retrieve(self, request, started):
         req = parse(m.PointRequest, await body_json(request))
+        check_point_ids(req)
         name = request.path_params["collection_name"]
 
         def work():

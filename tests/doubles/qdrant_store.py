@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
+import pydantic_core
 from qdrant_client import QdrantClient
 from qdrant_client.http import models as m
 
@@ -51,10 +52,37 @@ def not_found(name: str) -> ApiError:
     return ApiError(404, f"Not found: Collection `{name}` doesn't exist!")
 
 
+# The server's serde structs ignore unknown fields, except these (`deny_unknown_fields` in segment/types.rs).
+STRICT_MODELS = (m.Filter, m.PayloadSelectorInclude, m.PayloadSelectorExclude)
+_validators: dict[Any, Any] = {}
+
+
+def _ignore_unknown_fields(node: Any) -> Any:
+    """A copy of a pydantic core schema whose models ignore unknown fields instead of forbidding them."""
+    if isinstance(node, list):
+        return [_ignore_unknown_fields(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _ignore_unknown_fields(v) for k, v in node.items()}
+    if out.get("type") == "model" and out.get("cls") not in STRICT_MODELS:
+        out["config"] = {**out.get("config", {}), "extra_fields_behavior": "ignore"}
+        out["schema"] = {**out["schema"], "extra_behavior": "ignore"}
+    return out
+
+
+def _validator(model) -> Any:
+    """qdrant-client's REST model (its classes forbid unknown fields) validated the server's way."""
+    if model not in _validators:
+        schema = _ignore_unknown_fields(pydantic.TypeAdapter(model).core_schema)
+        # _use_prebuilt=False: otherwise pydantic-core reuses each class's own (forbidding) validator
+        _validators[model] = pydantic_core.SchemaValidator(schema, _use_prebuilt=False)
+    return _validators[model]
+
+
 def parse(model, data: Any, where: str = "JSON body"):
     """Parse with qdrant-client's own REST model; a mismatch is the server's 400 format error."""
     try:
-        return pydantic.TypeAdapter(model).validate_python(data)
+        return _validator(model).validate_python(data)
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first.get("loc", ()))
@@ -79,6 +107,20 @@ def merge(base: dict, diff: dict | None) -> dict:
     out = dict(base)
     out.update({k: v for k, v in (diff or {}).items() if v is not None})
     return out
+
+
+def apply_optimizers(current: dict, diff: m.OptimizersConfigDiff | None) -> dict:
+    """The optimizer config after `diff`, stored as the server stores it: threads "auto" is null (no limit)."""
+    fields = diff.model_dump(mode="json", exclude_none=True) if diff is not None else {}
+    out = merge(current, fields)
+    if fields.get("max_optimization_threads") == m.MaxOptimizationThreadsSetting.AUTO.value:
+        out["max_optimization_threads"] = None
+    return out
+
+
+def quantization_of(config: Any) -> dict | None:
+    """Stored quantization config; PATCHing "Disabled" removes it."""
+    return None if config is None or config == m.Disabled.DISABLED else dump(config)
 
 
 class Store:
@@ -120,11 +162,11 @@ class Store:
         def d(v):
             return v.model_dump(mode="json", exclude_none=True) if v is not None else None
         return {
-            "optimizers_config": merge(DEFAULT_OPTIMIZERS, d(req.optimizers_config) if req else None),
+            "optimizers_config": apply_optimizers(DEFAULT_OPTIMIZERS, req.optimizers_config if req else None),
             "hnsw_config": merge(DEFAULT_HNSW, d(req.hnsw_config) if req else None),
             "wal_config": merge(DEFAULT_WAL, d(req.wal_config) if req else None),
             "params": merge(DEFAULT_PARAMS, {k: getattr(req, k, None) for k in DEFAULT_PARAMS} if req else None),
-            "quantization_config": d(req.quantization_config) if req else None,
+            "quantization_config": quantization_of(req.quantization_config) if req else None,
             "metadata": (req.metadata if req and req.metadata else {}),
             "payload_schema": {},
             "created_at": datetime.now(UTC).isoformat() if req else None,
@@ -213,9 +255,9 @@ class Store:
         meta = self.meta[name]
         optimize = False
         if req.optimizers_config is not None:
-            diff = req.optimizers_config.model_dump(mode="json", exclude_none=True)
-            optimize = any(meta["optimizers_config"].get(k) != v for k, v in diff.items())
-            meta["optimizers_config"] = merge(meta["optimizers_config"], diff)
+            updated = apply_optimizers(meta["optimizers_config"], req.optimizers_config)
+            optimize = updated != meta["optimizers_config"]
+            meta["optimizers_config"] = updated
         if req.hnsw_config is not None:
             meta["hnsw_config"] = merge(meta["hnsw_config"], req.hnsw_config.model_dump(mode="json", exclude_none=True))
         if req.params is not None:
@@ -223,7 +265,7 @@ class Store:
         if req.metadata is not None:
             meta["metadata"] = {**meta["metadata"], **req.metadata}
         if req.quantization_config is not None:
-            meta["quantization_config"] = dump(req.quantization_config)
+            meta["quantization_config"] = quantization_of(req.quantization_config)
         self._save()
         self.touched(name, optimize="config_mismatch" if optimize else False)
         return True
@@ -309,39 +351,6 @@ class Store:
             raise ApiError(400, f"Bad request: Index required but not found for \"{key}\" of one of the "
                                 f"following types: [{', '.join(sorted(types))}]. Help: Create an index for "
                                 f"this key or use a different {what}.")
-
-
-def validate_create(req: m.CreateCollection) -> None:
-    vectors = req.vectors
-    named = vectors if isinstance(vectors, dict) else ({"": vectors} if vectors is not None else {})
-    for vname, params in named.items():
-        field = f"vectors.{vname}.size" if vname else "vectors.size"
-        if not 1 <= params.size <= 65536:
-            raise invalid(field, f"value {params.size} invalid, must be from 1 to 65536")
-    if req.optimizers_config is not None:
-        validate_optimizers(req.optimizers_config)
-
-
-def validate_optimizers(diff: m.OptimizersConfigDiff) -> None:
-    prefix = "optimizers_config."
-    if diff.deleted_threshold is not None and not 0 <= diff.deleted_threshold <= 1:
-        raise invalid(prefix + "deleted_threshold", f"value {diff.deleted_threshold} invalid, must be in range from 0 to 1")
-    if diff.vacuum_min_vector_number is not None and diff.vacuum_min_vector_number < 100:
-        raise invalid(prefix + "vacuum_min_vector_number",
-                      f"value {diff.vacuum_min_vector_number} invalid, must be 100 or larger")
-    if diff.max_segment_size is not None and diff.max_segment_size < 1:
-        raise invalid(prefix + "max_segment_size", f"value {diff.max_segment_size} invalid, must be 1 or larger")
-
-
-def validate_limit(limit: int | None, field: str = "limit") -> None:
-    if limit is not None and limit < 1:
-        raise invalid(field, f"value {limit} invalid, must be 1 or larger")
-
-
-def validate_name(name: str) -> None:
-    if not 1 <= len(name) <= 255 or any(c in name for c in '<>:"/\\|?*\0\u001f'):
-        raise invalid("name", f"value {name} invalid, collection name cannot be empty, exceed 255 "
-                              "characters or contain any of <>:\"/\\|?*", "path parameters")
 
 
 def points_of(op: Any) -> list[m.PointStruct] | m.Batch:
