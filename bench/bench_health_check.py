@@ -29,11 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.collection.aegis_app import AegisServer
+from tests.collection.aegis_app import AegisServer  # run as `python -m bench.bench_health_check` from the root
 from tests.stack import ollama_double, qdrant_double
+
+ROOT = Path(__file__).resolve().parents[1]
 
 MODULE = ROOT / "collections" / "ansible_collections" / "aegis" / "rag" / "plugins" / "modules" / "health_check.py"
 

@@ -1,7 +1,9 @@
 """Harness for the aegis.rag collection tests.
 
-- Puts <repo>/collections on sys.path, so unit tests import module code as
-  `ansible_collections.aegis.rag.plugins...`.
+- Puts <repo>/collections on sys.path, so tests import collection code as
+  `ansible_collections.aegis.rag.plugins...` (and test helpers as `...aegis.rag.tests.unit.helpers`).
+  The collection's own unit tests live in the collection (tests/unit, run by `ansible-test units`);
+  test_collection_units.py runs them.
 - `run_tasks` runs a list of tasks through the real `ansible-playbook` against localhost and returns
   the per-task results parsed from the JSON stdout callback.
 """
@@ -114,7 +116,7 @@ def run_tasks(tmp_path):
         try:
             results, names, stats = parse_json_callback(proc.stdout)
         except ValueError as exc:
-            raise AssertionError(f"ansible-playbook output is not JSON ({exc}):\n{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(f"ansible-playbook output is not JSON ({exc}):\n{proc.stdout}\n{proc.stderr}") from exc
         out = PlayResult(proc.returncode, proc.stdout, proc.stderr, elapsed, results, names, stats)
         if expect_failure:
             assert out.rc != 0, f"expected the play to fail\n{out.describe()}"

@@ -7,15 +7,25 @@ import httpx
 
 
 def play(qdrant, s3=None, **extra) -> dict:
-    """The play keys giving every aegis.rag module its connection options (module_defaults)."""
+    """The play keys giving the modules their connection options through the collection's action groups:
+    Qdrant options (and `extra`) for group/aegis.rag.qdrant, S3 options for group/aegis.rag.s3."""
+    defaults = {"group/aegis.rag.qdrant": qdrant_options(qdrant, **extra)}
+    if s3 is not None:
+        defaults["group/aegis.rag.s3"] = s3_options(s3)
+    return {"module_defaults": defaults}
+
+
+def qdrant_options(qdrant, **extra) -> dict:
     options = {"qdrant_url": qdrant.url, "timeout": 10}
     if qdrant.api_key:
         options["api_key"] = qdrant.api_key
-    if s3 is not None:
-        options.update(s3_endpoint_url=s3.endpoint_url, region=s3.region, access_key=s3.access_key,
-                       secret_key=s3.secret_key)
     options.update(extra)
-    return {"module_defaults": {"group/aegis.rag.all": options}}
+    return options
+
+
+def s3_options(s3) -> dict:
+    return {"s3_endpoint_url": s3.endpoint_url, "region": s3.region, "access_key": s3.access_key,
+            "secret_key": s3.secret_key}
 
 
 class Rest:

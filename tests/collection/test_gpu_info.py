@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.collection.fake_nvidia_smi import fake_nvidia_smi
+from ansible_collections.aegis.rag.tests.unit.helpers.fake_nvidia_smi import fake_nvidia_smi
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 

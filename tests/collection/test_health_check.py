@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.collection.conftest import ansible_env
+from tests.collection.conftest import VENV_BIN, ansible_env
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 REPO = Path(__file__).resolve().parents[2]
@@ -211,3 +211,41 @@ def test_playbook_fails_when_a_required_check_fails(tmp_path, closed_port_url):
     assert proc.returncode != 0
     assert "FAILED: aegis_health, aegis_ready, aegis_chat" in proc.stdout  # the table is printed first
     assert "required health checks failed: aegis_health, aegis_ready, aegis_chat" in proc.stdout + proc.stderr
+
+
+class _NeedsToken(BaseHTTPRequestHandler):
+    """200 only with the expected Authorization header, else 401: proves the header is still sent."""
+
+    token = ""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        status = 200 if self.headers.get("Authorization") == f"Bearer {type(self).token}" else 401
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_url_headers_are_sent_but_masked_at_vvv(tmp_path):
+    secret = "hdr-s3cret-0a1b2c3d4e"
+    handler = type("Guarded", (_NeedsToken,), {"token": secret})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+    playbook = [{"hosts": "localhost", "gather_facts": False, "tasks": [{"aegis.rag.health_check": {
+        "urls": [{"name": "guarded", "url": url, "headers": {"Authorization": f"Bearer {secret}"}}]}}]}]
+    (tmp_path / "play.yml").write_text(json.dumps(playbook))
+    (tmp_path / "hosts.ini").write_text(f"localhost ansible_connection=local ansible_python_interpreter={SYSTEM_PYTHON}\n")
+    env = ansible_env(tmp_path, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default")
+    try:
+        proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-vvv", "-i", "hosts.ini", "play.yml"],
+                              check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        server.shutdown()
+        server.server_close()
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]  # the check passed, so the header reached the server
+    assert "HTTP 200" in output and "module_args" in output  # -vvv prints the invocation...
+    assert secret not in output  # ...with the header value masked

@@ -9,7 +9,7 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # Connection options of every Ollama module (argument spec: common_argument_spec_ollama()).
+    # Connection options of every Ollama module (argument spec: SERVICE_OPTIONS["ollama"] in module_utils/base.py).
     DOCUMENTATION = r"""
 options:
   ollama_url:

@@ -9,7 +9,7 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # Connection options of every Qdrant module (argument spec: common_argument_spec_qdrant()).
+    # Connection options of every Qdrant module (argument spec: SERVICE_OPTIONS["qdrant"] in module_utils/base.py).
     DOCUMENTATION = r"""
 options:
   qdrant_url:

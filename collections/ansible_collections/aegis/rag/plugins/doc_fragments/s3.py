@@ -9,7 +9,7 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # S3 options of the backup modules (argument spec: common_argument_spec_aws()).
+    # S3 options of the backup modules (argument spec: SERVICE_OPTIONS["s3"] in module_utils/base.py).
     DOCUMENTATION = r"""
 options:
   s3_endpoint_url:

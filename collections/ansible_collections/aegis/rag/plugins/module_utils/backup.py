@@ -2,8 +2,8 @@
 # Copyright (c) Aegis contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Pure decisions shared by the snapshot and restore modules: S3 key layout, choosing a backup,
-choosing snapshots to prune, durations. No I/O here except hashing a local file."""
+"""Pure decisions shared by the snapshot and restore modules: S3 key layout and object metadata,
+choosing a backup, choosing snapshots to prune, durations. No I/O here except hashing a local file."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -16,6 +16,13 @@ import re
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION_RE = re.compile(r"(\d+)\s*([smhdw])")
 _DATE_RE = re.compile(r"^\d{8}$")
+
+# Metadata keys of every backup object (S3 lower-cases user metadata keys): written by
+# qdrant_snapshot (state=s3_upload), read back and checked by qdrant_restore.
+META_SHA256 = "sha256"
+META_POINTS = "points-count"
+META_COLLECTION = "collection"
+META_SNAPSHOT = "snapshot"
 
 
 def parse_duration(text):
@@ -144,3 +151,23 @@ def sha256_file(path, chunk=1 << 20):
         for block in iter(lambda: fh.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def backup_metadata(sha256, points, collection, snapshot_name):
+    """The user metadata stored with a backup object."""
+    return {META_SHA256: sha256, META_POINTS: str(points), META_COLLECTION: collection,
+            META_SNAPSHOT: snapshot_name}
+
+
+def metadata_sha256(head):
+    """The sha256 recorded on a backup object (its HEAD), or None."""
+    return (head or {}).get("Metadata", {}).get(META_SHA256)
+
+
+def metadata_points(head):
+    """The point count recorded on a backup object (its HEAD), or None when missing or unreadable."""
+    value = (head or {}).get("Metadata", {}).get(META_POINTS)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

@@ -2,21 +2,11 @@
 # Copyright (c) Aegis contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Thin Ollama REST helpers on top of the shared HttpClient."""
+"""Thin Ollama REST helpers on top of the shared HttpClient (built by AegisModule.ollama_client)."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
-
-from ansible_collections.aegis.rag.plugins.module_utils.http import HttpClient
-
-
-def ollama_client(module, retries=3):
-    """HttpClient for the module's ollama_url, timeout and validate_certs parameters."""
-    params = module.params
-    return HttpClient(params["ollama_url"], timeout=params["timeout"], validate_certs=params["validate_certs"],
-                      retries=retries)
-
 
 DEFAULT_REGISTRY_PREFIXES = ("registry.ollama.ai/library/", "registry.ollama.ai/")
 

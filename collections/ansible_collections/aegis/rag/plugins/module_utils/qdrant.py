@@ -2,7 +2,8 @@
 # Copyright (c) Aegis contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Qdrant helpers for the qdrant_* modules, over the shared HttpClient (module_utils/http.py).
+"""Qdrant helpers for the qdrant_* modules, over the shared HttpClient (module_utils/http_client.py,
+built by AegisModule.qdrant_client).
 
 Reading a collection and waiting for green; pure decisions (vector parameter checks, optimizer
 diffing) that unit tests call directly; thin REST calls for collections and snapshots."""
@@ -14,8 +15,6 @@ __metaclass__ = type
 import time
 from urllib.parse import quote, urlencode
 
-from ansible_collections.aegis.rag.plugins.module_utils.http import HttpClient
-
 GREEN = "green"
 
 
@@ -26,14 +25,6 @@ class QdrantWaitTimeout(Exception):
         super(QdrantWaitTimeout, self).__init__(msg)
         self.msg = msg
         self.info = info
-
-
-def qdrant_client(module, retries=3):
-    """HttpClient for the module's qdrant_url, api_key, timeout and validate_certs parameters."""
-    params = module.params
-    headers = {"api-key": params["api_key"]} if params.get("api_key") else {}
-    return HttpClient(params["qdrant_url"], headers=headers, timeout=params["timeout"],
-                      validate_certs=params["validate_certs"], retries=retries)
 
 
 def get_collection(client, name):

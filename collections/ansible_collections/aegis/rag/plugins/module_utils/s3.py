@@ -2,7 +2,8 @@
 # Copyright (c) Aegis contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""S3 helpers for the backup modules. boto3 is needed only here, and only by the S3 modules.
+"""S3 helpers for the backup modules. boto3 is needed only here, and only by the S3 modules
+(AegisModule.s3_client checks that it is there).
 
 Everything streams: downloads are read in chunks and hashed on the fly, uploads go through boto3's
 managed transfer from a file on disk, so memory stays flat whatever the object size.
@@ -15,14 +16,12 @@ __metaclass__ = type
 import hashlib
 import traceback
 
-from ansible.module_utils.basic import missing_required_lib
-
 try:
     import boto3
-    from boto3.exceptions import Boto3Error
+    from boto3.exceptions import Boto3Error  # pylint: disable=unused-import  # caught by base.AegisModule
     from boto3.s3.transfer import TransferConfig
     from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError  # pylint: disable=unused-import  # as Boto3Error
 
     HAS_BOTO3 = True
     BOTO3_IMPORT_ERROR = None
@@ -41,36 +40,21 @@ except ImportError:
 
 
 CHUNK = 1 << 20
-# Metadata keys written with every backup object (S3 lower-cases user metadata keys).
-META_SHA256 = "sha256"
-META_POINTS = "points-count"
-META_COLLECTION = "collection"
-META_SNAPSHOT = "snapshot"
 
 
-def require_boto3(module):
-    if not HAS_BOTO3:
-        module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
-
-
-def s3_client(module):
-    """A boto3 S3 client from the `aegis.rag.s3` options of `module`."""
-    require_boto3(module)
-    p = module.params
+def build_client(params):
+    """A boto3 S3 client from the `aegis.rag.s3` options (boto3 must be importable)."""
     kwargs = {
-        "endpoint_url": p.get("s3_endpoint_url") or None,
-        "region_name": p.get("region") or None,
-        "aws_access_key_id": p.get("access_key") or None,
-        "aws_secret_access_key": p.get("secret_key") or None,
-        "aws_session_token": p.get("session_token") or None,
-        "verify": p.get("validate_certs", True),
+        "endpoint_url": params.get("s3_endpoint_url") or None,
+        "region_name": params.get("region") or None,
+        "aws_access_key_id": params.get("access_key") or None,
+        "aws_secret_access_key": params.get("secret_key") or None,
+        "aws_session_token": params.get("session_token") or None,
+        "verify": params.get("validate_certs", True),
         # path-style addressing works with AWS, MinIO, Ceph and moto alike
         "config": Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"}),
     }
-    try:
-        return boto3.session.Session().client("s3", **kwargs)
-    except (BotoCoreError, ClientError, Boto3Error, ValueError) as e:
-        module.fail_json(msg="cannot build an S3 client: %s" % e)
+    return boto3.session.Session().client("s3", **kwargs)
 
 
 def error_code(err):

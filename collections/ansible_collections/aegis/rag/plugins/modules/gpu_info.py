@@ -119,7 +119,7 @@ import os
 import re
 import subprocess
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.aegis.rag.plugins.module_utils.base import AegisModule
 
 QUERY_FIELDS = ("index", "name", "uuid", "memory.total", "memory.used", "memory.free", "utilization.gpu",
                 "temperature.gpu", "driver_version")
@@ -181,16 +181,14 @@ def run(cmd, timeout):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(nvidia_smi_path=dict(type="path"), timeout=dict(type="float", default=15.0)),
-        supports_check_mode=True,
-    )
-    result = dict(changed=False, gpus=[], gpu_count=0, driver_version=None, cuda_version=None, nvidia_smi=None)
+    module = AegisModule(dict(nvidia_smi_path=dict(type="path"), timeout=dict(type="float", default=15.0)),
+                         supports_check_mode=True)
+    module.result.update(gpus=[], gpu_count=0, driver_version=None, cuda_version=None, nvidia_smi=None)
     smi = find_nvidia_smi(module)
     if smi is None:
         where = module.params["nvidia_smi_path"] or "PATH"
-        module.exit_json(msg="no GPU: nvidia-smi not found (%s)" % where, **result)
-    result["nvidia_smi"] = smi
+        module.exit(msg="no GPU: nvidia-smi not found (%s)" % where)
+    module.result["nvidia_smi"] = smi
 
     rc, out = run([smi, "--query-gpu=" + ",".join(QUERY_FIELDS), "--format=csv,noheader,nounits"],
                   module.params["timeout"])
@@ -198,19 +196,19 @@ def main():
         text = " ".join((out or "").split())[:300]
         if NO_DEVICES not in text.lower():  # nvidia-smi there but unusable: worth a warning
             module.warn("nvidia-smi failed (rc=%s): %s" % (rc, text))
-        module.exit_json(msg="no GPU: %s" % (text or "nvidia-smi failed with rc=%s" % rc), **result)
+        module.exit(msg="no GPU: %s" % (text or "nvidia-smi failed with rc=%s" % rc))
     try:
         gpus = parse_query_csv(out)
     except ValueError as exc:
-        module.fail_json(msg=str(exc), **result)
+        module.fail(str(exc))
 
     rc, header = run([smi], module.params["timeout"])
-    result["cuda_version"] = parse_cuda_version(header) if rc == 0 else None
-    result["driver_version"] = gpus[0]["driver_version"] if gpus else None
+    module.result["cuda_version"] = parse_cuda_version(header) if rc == 0 else None
+    module.result["driver_version"] = gpus[0]["driver_version"] if gpus else None
     for gpu in gpus:
         gpu.pop("driver_version")
-    result.update(gpus=gpus, gpu_count=len(gpus))
-    module.exit_json(msg="%d GPU%s found" % (len(gpus), "" if len(gpus) == 1 else "s"), **result)
+    module.result.update(gpus=gpus, gpu_count=len(gpus))
+    module.exit(msg="%d GPU%s found" % (len(gpus), "" if len(gpus) == 1 else "s"))
 
 
 if __name__ == "__main__":

@@ -167,7 +167,9 @@ options:
         elements: int
         default: [200]
       headers:
-        description: Extra request headers.
+        description:
+          - Extra request headers, for example C(Authorization).
+          - Their values are secrets to Ansible (C(no_log)), masked in all output, C(-vvv) included.
         type: dict
       timeout:
         description: Timeout in seconds (default O(timeout)).
@@ -268,8 +270,8 @@ failed_checks:
 import threading
 import time
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.aegis.rag.plugins.module_utils.http import HttpClient, HttpError, excerpt
+from ansible_collections.aegis.rag.plugins.module_utils.base import AegisModule
+from ansible_collections.aegis.rag.plugins.module_utils.http_client import HttpClient, HttpError, excerpt
 from ansible_collections.aegis.rag.plugins.module_utils.ollama import find_model
 
 OK = "ok"
@@ -357,7 +359,7 @@ def _json(resp):
     try:
         return resp.json()
     except HttpError as exc:
-        raise CheckFailed("%s: %s" % (exc.msg, exc.body_excerpt))
+        raise CheckFailed("%s: %s" % (exc.msg, exc.body_excerpt)) from exc
 
 
 def aegis_health(client):
@@ -495,64 +497,64 @@ def summarize(reports, elapsed_ms):
     return summary
 
 
-def main():
+def argument_spec():
     timeout = dict(type="float")
     required = dict(type="bool", default=True)
-    module = AnsibleModule(
-        argument_spec=dict(
-            timeout=dict(type="float", default=10.0),
-            validate_certs=dict(type="bool", default=True),
-            fail_on_failure=dict(type="bool", default=True),
-            aegis=dict(type="dict", options=dict(
-                url=dict(type="str", required=True),
-                api_key=dict(type="str", no_log=True),
-                checks=dict(type="list", elements="str", choices=["health", "ready", "chat"],
-                            default=["health", "ready", "chat"]),
-                question=dict(type="str", default="test query"),
-                timeout=timeout, required=required)),
-            qdrant=dict(type="dict", options=dict(
-                url=dict(type="str", required=True),
-                api_key=dict(type="str", no_log=True),
-                timeout=timeout, required=required)),
-            ollama=dict(type="dict", options=dict(
-                url=dict(type="str", required=True),
-                models=dict(type="list", elements="str", default=[]),
-                timeout=timeout, required=required)),
-            jina=dict(type="dict", options=dict(
-                url=dict(type="str", default="https://api.jina.ai"),
-                api_key=dict(type="str", no_log=True),
-                model=dict(type="str", default="jina-embeddings-v3"),
-                timeout=timeout)),
-            urls=dict(type="list", elements="dict", default=[], options=dict(
-                name=dict(type="str"),
-                url=dict(type="str", required=True),
-                method=dict(type="str", choices=["GET", "HEAD"], default="GET"),
-                status=dict(type="list", elements="int", default=[200]),
-                headers=dict(type="dict"),
-                timeout=timeout, required=required)),
-        ),
-        supports_check_mode=True,
+    return dict(
+        timeout=dict(type="float", default=10.0),
+        validate_certs=dict(type="bool", default=True),
+        fail_on_failure=dict(type="bool", default=True),
+        aegis=dict(type="dict", options=dict(
+            url=dict(type="str", required=True),
+            api_key=dict(type="str", no_log=True),
+            checks=dict(type="list", elements="str", choices=["health", "ready", "chat"],
+                        default=["health", "ready", "chat"]),
+            question=dict(type="str", default="test query"),
+            timeout=timeout, required=required)),
+        qdrant=dict(type="dict", options=dict(
+            url=dict(type="str", required=True),
+            api_key=dict(type="str", no_log=True),
+            timeout=timeout, required=required)),
+        ollama=dict(type="dict", options=dict(
+            url=dict(type="str", required=True),
+            models=dict(type="list", elements="str", default=[]),
+            timeout=timeout, required=required)),
+        jina=dict(type="dict", options=dict(
+            url=dict(type="str", default="https://api.jina.ai"),
+            api_key=dict(type="str", no_log=True),
+            model=dict(type="str", default="jina-embeddings-v3"),
+            timeout=timeout)),
+        urls=dict(type="list", elements="dict", default=[], options=dict(
+            name=dict(type="str"),
+            url=dict(type="str", required=True),
+            method=dict(type="str", choices=["GET", "HEAD"], default="GET"),
+            status=dict(type="list", elements="int", default=[200]),
+            # header values are credentials as often as not (Authorization, X-API-Key)
+            headers=dict(type="dict", no_log=True),
+            timeout=timeout, required=required)),
     )
+
+
+def main():
+    module = AegisModule(argument_spec(), supports_check_mode=True)
     if module.params["timeout"] <= 0:
-        module.fail_json(msg="timeout must be greater than 0, got %s" % module.params["timeout"])
+        module.fail("timeout must be greater than 0, got %s" % module.params["timeout"])
     try:
         checks = build_checks(module.params)
     except ValueError as exc:
-        module.fail_json(msg=str(exc))
+        module.fail(str(exc))
     if not checks:
-        module.fail_json(msg="no checks configured: give at least one of aegis, qdrant, ollama, jina, urls")
+        module.fail("no checks configured: give at least one of aegis, qdrant, ollama, jina, urls")
 
     t0 = time.monotonic()
     reports = run_checks(checks)
     summary = summarize(reports, (time.monotonic() - t0) * 1000)
     failed = [r for r in reports if r["status"] == FAILED]
-    result = dict(changed=False, checks=reports, summary=summary, failed_checks=[r["name"] for r in failed])
+    module.result.update(checks=reports, summary=summary, failed_checks=[r["name"] for r in failed])
     if failed and module.params["fail_on_failure"]:
-        details = "; ".join("%s: %s" % (r["name"], r["detail"]) for r in failed)
-        module.fail_json(msg="health check failed: %s" % details, **result)
-    result["msg"] = "%d of %d checks ok%s" % (summary[OK], summary["total"],
-                                              ", %d failed" % len(failed) if failed else "")
-    module.exit_json(**result)
+        module.fail("health check failed: %s" % "; ".join("%s: %s" % (r["name"], r["detail"]) for r in failed))
+    module.exit(msg="%d of %d checks ok%s" % (summary[OK], summary["total"],
+                                              ", %d failed" % len(failed) if failed else ""))
 
 
 if __name__ == "__main__":

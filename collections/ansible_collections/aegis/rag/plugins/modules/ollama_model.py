@@ -199,10 +199,9 @@ msg:
 import re
 import time
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.aegis.rag.plugins.module_utils.http import (
-    HttpError, common_argument_spec_ollama, excerpt, fail_from_http)
-from ansible_collections.aegis.rag.plugins.module_utils.ollama import find_model, list_models, ollama_client
+from ansible_collections.aegis.rag.plugins.module_utils.base import AegisModule
+from ansible_collections.aegis.rag.plugins.module_utils.http_client import HttpError, excerpt
+from ansible_collections.aegis.rag.plugins.module_utils.ollama import find_model, list_models
 
 PROGRESS_LIMIT = 60
 THINK_BLOCK = re.compile(r"<think>.*?</think>", re.S)
@@ -272,7 +271,7 @@ def pull(client, name, insecure, line_timeout):
                 raise PullFailed(str(event["error"]), progress)
             progress.add(event)
     except HttpError as exc:
-        raise PullFailed(exc.msg, progress)
+        raise PullFailed(exc.msg, progress) from exc
     if not progress.succeeded:
         raise PullFailed("the progress stream ended without a success status", progress)
     return progress
@@ -292,7 +291,7 @@ def run_test(client, name, test):
     except HttpError as exc:
         raise TestFailed("test generation failed: %s" % exc.msg,
                          {"passed": False, "latency_ms": round((time.monotonic() - t0) * 1000, 1),
-                          "error": exc.msg, "body": exc.body_excerpt})
+                          "error": exc.msg, "body": exc.body_excerpt}) from exc
     return test_report(body, test.get("expect"), (time.monotonic() - t0) * 1000)
 
 
@@ -324,9 +323,9 @@ def model_state(entry):
     return {"present": True, "digest": entry.get("digest"), "size": entry.get("size")}
 
 
-def main():
-    argument_spec = common_argument_spec_ollama()
-    argument_spec.update(
+def argument_spec():
+    """The module's own options; AegisModule adds the Ollama connection options."""
+    return dict(
         name=dict(type="str", required=True, aliases=["model"]),
         state=dict(type="str", choices=["present", "absent", "latest"], default="present"),
         insecure=dict(type="bool", default=False),
@@ -338,78 +337,107 @@ def main():
             options=dict(type="dict"),
         )),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+
+
+def invalid_test_option(test, state):
+    """Why the `test` option cannot be used as given, or None."""
+    if test is None:
+        return None
+    if state == "absent":
+        return "test cannot be used with state=absent"
+    if test["timeout"] <= 0:
+        return "test.timeout must be greater than 0"
+    if test.get("expect"):
+        try:
+            re.compile(test["expect"])
+        except re.error as exc:
+            return "test.expect is not a valid regular expression: %s" % exc
+    return None
+
+
+def predict(name, action, changed, before):
+    """Check mode: (state after, msg) without touching the server."""
+    if action == "delete":
+        return model_state(None), "would delete %s" % name
+    if action == "pull" and changed:
+        return {"present": True, "digest": None, "size": None}, "would pull %s" % name
+    if action == "pull":
+        return before, ("%s is present (%s); check mode cannot tell whether the registry has a newer version"
+                        % (name, before["digest"]))
+    return before, "%s is %s" % (name, "present" if before["present"] else "absent")
+
+
+def delete(module, client, name):
+    """Delete the model: (changed, state after, msg)."""
+    with module.reporting(http="cannot delete %s" % name):
+        resp = client.delete("/api/delete", json={"model": name}, expect=(200, 404))
+    changed = resp.status == 200  # 404: someone else removed it meanwhile
+    return changed, model_state(None), "deleted %s" % name if changed else "%s was already absent" % name
+
+
+def pull_and_describe(module, client, name, before):
+    """Pull the model: (changed, state after, msg); the progress log goes into module.result."""
     p = module.params
-    name, state, test = p["name"].strip(), p["state"], p["test"]
-    if not name:
-        module.fail_json(msg="name must not be empty")
-    if test is not None:
-        if state == "absent":
-            module.fail_json(msg="test cannot be used with state=absent")
-        if test["timeout"] <= 0:
-            module.fail_json(msg="test.timeout must be greater than 0")
-        if test.get("expect"):
-            try:
-                re.compile(test["expect"])
-            except re.error as exc:
-                module.fail_json(msg="test.expect is not a valid regular expression: %s" % exc)
-
-    client = ollama_client(module)
     try:
-        before_entry = find_model(list_models(client), name)
-    except HttpError as exc:
-        fail_from_http(module, exc, "cannot list the models of %s" % p["ollama_url"])
-    before = model_state(before_entry)
-    action, changed = desired_action(state, before["present"])
-    after, progress, msg = dict(before), Progress(), "%s is %s" % (name, "present" if before["present"] else "absent")
-
-    if module.check_mode:
-        if action == "delete":
-            after, msg = model_state(None), "would delete %s" % name
-        elif action == "pull" and changed:
-            after, msg = {"present": True, "digest": None, "size": None}, "would pull %s" % name
-        elif action == "pull":
-            msg = "%s is present (%s); check mode cannot tell whether the registry has a newer version" % (
-                name, before["digest"])
-    elif action == "delete":
-        try:
-            resp = client.delete("/api/delete", json={"model": name}, expect=(200, 404))
-        except HttpError as exc:
-            fail_from_http(module, exc, "cannot delete %s" % name)
-        changed = resp.status == 200  # 404: someone else removed it meanwhile
-        after, msg = model_state(None), "deleted %s" % name if changed else "%s was already absent" % name
-    elif action == "pull":
-        try:
+        with module.reporting(http="cannot list the models after pulling %s" % name):
             progress = pull(client, name, p["insecure"], p["pull_timeout"])
             after = model_state(find_model(list_models(client), name))
-        except PullFailed as exc:
-            module.fail_json(msg="pull of %s failed: %s" % (name, exc.msg), changed=False,
-                             progress=exc.progress.as_list(), previous_digest=before["digest"])
-        except HttpError as exc:
-            fail_from_http(module, exc, "cannot list the models after pulling %s" % name)
-        if not after["present"]:
-            module.fail_json(msg="pull of %s reported success but the model is not listed" % name,
-                             progress=progress.as_list())
-        changed = after["digest"] != before["digest"]
-        msg = ("pulled %s" % name if not before["present"] else
-               "updated %s to %s" % (name, after["digest"]) if changed else "%s is up to date" % name)
+    except PullFailed as exc:
+        module.fail("pull of %s failed: %s" % (name, exc.msg), progress=exc.progress.as_list(),
+                    previous_digest=before["digest"])
+    module.result["progress"] = progress.as_list()
+    if not after["present"]:
+        module.fail("pull of %s reported success but the model is not listed" % name)
+    changed = after["digest"] != before["digest"]
+    if not before["present"]:
+        return changed, after, "pulled %s" % name
+    return changed, after, "updated %s to %s" % (name, after["digest"]) if changed else "%s is up to date" % name
 
-    result = dict(changed=changed, name=name, state=state, present=after["present"], digest=after["digest"],
-                  size=after["size"], previous_digest=before["digest"], progress=progress.as_list(), msg=msg)
+
+def apply(module, client, name, action, changed, before):
+    """Carry out `action` (or predict it in check mode): (changed, state after, msg)."""
+    if module.check_mode or action is None:
+        return (changed,) + predict(name, action, changed, before)
+    if action == "delete":
+        return delete(module, client, name)
+    return pull_and_describe(module, client, name, before)
+
+
+def add_test_result(module, client, name, test):
+    """Run the test generation into module.result (skipped in check mode); fails when it does not pass."""
+    if module.check_mode:
+        module.result["test"] = {"skipped": True, "passed": None}
+        return
+    try:
+        module.result["test"] = run_test(client, name, test)
+    except TestFailed as exc:
+        module.result["test"] = exc.report
+        module.fail("%s (%s): %s" % (name, module.result["msg"], exc.msg))
+
+
+def main():
+    module = AegisModule(argument_spec(), services=("ollama",), supports_check_mode=True)
+    p = module.params
+    name, state, test = p["name"].strip(), p["state"], p["test"]
+    problem = "name must not be empty" if not name else invalid_test_option(test, state)
+    if problem:
+        module.fail(problem)
+
+    client = module.ollama_client()
+    with module.reporting(http="cannot list the models of %s" % p["ollama_url"]):
+        before = model_state(find_model(list_models(client), name))
+    module.result.update(name=name, state=state, previous_digest=before["digest"], progress=[])
+    action, changed = desired_action(state, before["present"])
+    changed, after, msg = apply(module, client, name, action, changed, before)
+
+    module.result.update(changed=changed, present=after["present"], digest=after["digest"], size=after["size"],
+                         msg=msg)
     if module._diff:
-        result["diff"] = {"before": {"name": name, "present": before["present"], "digest": before["digest"]},
-                          "after": {"name": name, "present": after["present"], "digest": after["digest"]}}
+        module.result["diff"] = {"before": {"name": name, "present": before["present"], "digest": before["digest"]},
+                                 "after": {"name": name, "present": after["present"], "digest": after["digest"]}}
     if test is not None:
-        if module.check_mode:
-            result["test"] = {"skipped": True, "passed": None}
-        else:
-            try:
-                result["test"] = run_test(client, name, test)
-            except TestFailed as exc:
-                result["test"] = exc.report
-                result["msg"] = "%s (%s): %s" % (name, result["msg"], exc.msg)
-                module.fail_json(**result)
-    module.exit_json(**result)
+        add_test_result(module, client, name, test)
+    module.exit()
 
 
 if __name__ == "__main__":

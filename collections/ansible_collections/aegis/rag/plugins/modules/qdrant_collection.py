@@ -188,13 +188,10 @@ resumed:
   sample: false
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.aegis.rag.plugins.module_utils.http import (
-    HttpError, common_argument_spec_qdrant, fail_from_http)
+from ansible_collections.aegis.rag.plugins.module_utils.base import AegisModule
 from ansible_collections.aegis.rag.plugins.module_utils.qdrant import (
     OPTIMIZER_FIELDS, QdrantWaitTimeout, collection_facts, create_collection, delete_collection,
-    get_collection, normalize_sparse, normalize_vectors, optimizer_changes, patch_collection, qdrant_client,
+    get_collection, normalize_sparse, normalize_vectors, optimizer_changes, patch_collection,
     vector_mismatches, wait_green)
 
 EMPTY_FACTS = {"status": None, "optimizer_status": None, "points_count": None,
@@ -202,8 +199,8 @@ EMPTY_FACTS = {"status": None, "optimizer_status": None, "points_count": None,
 
 
 def argument_spec():
-    spec = common_argument_spec_qdrant()
-    spec.update(
+    """The module's own options; AegisModule adds the Qdrant connection options."""
+    return dict(
         name=dict(type="str", required=True, aliases=["collection"]),
         state=dict(type="str", choices=["present", "absent"], default="present"),
         vectors=dict(type="dict"),
@@ -214,7 +211,6 @@ def argument_spec():
         wait_timeout=dict(type="int", default=300),
         force=dict(type="bool", default=False),
     )
-    return spec
 
 
 def check_optimizers(wanted):
@@ -229,14 +225,14 @@ def check_optimizers(wanted):
     return None
 
 
-def absent(module, client, name, info, result):
+def absent(module, client, name, info):
+    result = module.result
     if info is None:
         return
     points = info.get("points_count") or 0
     if points and not module.params["force"]:
-        module.fail_json(msg="collection %s holds %d points; set force: true to delete it "
-                             "(take a snapshot first with aegis.rag.qdrant_snapshot if you want a copy)"
-                             % (name, points), **result)
+        module.fail("collection %s holds %d points; set force: true to delete it "
+                    "(take a snapshot first with aegis.rag.qdrant_snapshot if you want a copy)" % (name, points))
     result["diff"] = {"before": {"state": "present", "points_count": points}, "after": {"state": "absent"}}
     result["changed"] = True
     if not module.check_mode:
@@ -244,10 +240,10 @@ def absent(module, client, name, info, result):
     result.update(EMPTY_FACTS, state="absent")
 
 
-def create(module, client, name, vectors, sparse, optimizers, result):
+def create(module, client, name, vectors, sparse, optimizers):
+    result = module.result
     if vectors is None and sparse is None:
-        module.fail_json(msg="collection %s does not exist: give vectors and/or sparse_vectors to create it" % name,
-                         **result)
+        module.fail("collection %s does not exist: give vectors and/or sparse_vectors to create it" % name)
     body = {}
     if vectors is not None:
         body["vectors"] = vectors
@@ -265,12 +261,12 @@ def create(module, client, name, vectors, sparse, optimizers, result):
     return get_collection(client, name)
 
 
-def update(module, client, name, info, vectors, sparse, wanted, result):
+def update(module, client, name, info, vectors, sparse, wanted):
     mismatches = vector_mismatches(info.get("config", {}).get("params", {}), vectors, sparse)
     if mismatches:
-        module.fail_json(msg="collection %s exists with different vector parameters (%s); this module never "
-                             "recreates a collection: delete it (state: absent, force: true) or change the task"
-                             % (name, "; ".join(mismatches)), mismatches=mismatches, **result)
+        module.fail("collection %s exists with different vector parameters (%s); this module never "
+                    "recreates a collection: delete it (state: absent, force: true) or change the task"
+                    % (name, "; ".join(mismatches)), mismatches=mismatches)
     current = info.get("config", {}).get("optimizer_config") or {}
     changes = optimizer_changes(current, wanted)
     grey = info.get("status") == "grey"
@@ -278,7 +274,7 @@ def update(module, client, name, info, vectors, sparse, wanted, result):
         return info
     before = {"optimizers_config": dict((k, current.get(k)) for k in changes), "status": info.get("status")}
     after = {"optimizers_config": changes, "status": "resumed" if grey else info.get("status")}
-    result.update(changed=True, updated=changes, resumed=grey, diff={"before": before, "after": after})
+    module.result.update(changed=True, updated=changes, resumed=grey, diff={"before": before, "after": after})
     if module.check_mode:
         return info
     # any update resumes a grey collection, including an empty one
@@ -286,42 +282,44 @@ def update(module, client, name, info, vectors, sparse, wanted, result):
     return get_collection(client, name)
 
 
-def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+def wanted_parameters(module):
+    """(vectors, sparse_vectors, optimizer settings) from the options, validated."""
     p = module.params
-    name = p["name"]
-    result = dict(changed=False, name=name, state=p["state"], updated={}, resumed=False)
-    result.update(EMPTY_FACTS)
     wanted = dict((k, v) for k, v in (p["optimizers_config"] or {}).items() if v is not None)
     problem = check_optimizers(wanted)
     if problem:
-        module.fail_json(msg=problem, **result)
+        module.fail(problem)
     try:
-        vectors = normalize_vectors(p["vectors"])
-        sparse = normalize_sparse(p["sparse_vectors"])
+        return normalize_vectors(p["vectors"]), normalize_sparse(p["sparse_vectors"]), wanted
     except ValueError as e:
-        module.fail_json(msg=str(e), **result)
+        module.fail(str(e))
 
-    client = qdrant_client(module)
-    try:
+
+def main():
+    module = AegisModule(argument_spec(), services=("qdrant",), supports_check_mode=True)
+    p = module.params
+    name = p["name"]
+    module.result.update(name=name, state=p["state"], updated={}, resumed=False, **EMPTY_FACTS)
+    vectors, sparse, wanted = wanted_parameters(module)
+    client = module.qdrant_client()
+    with module.reporting(http="Qdrant request for collection %s failed" % name):
         info = get_collection(client, name)
         if p["state"] == "absent":
-            absent(module, client, name, info, result)
-            module.exit_json(**result)
+            absent(module, client, name, info)
+            module.exit()
         if info is None:
-            info = create(module, client, name, vectors, sparse, wanted, result)
+            info = create(module, client, name, vectors, sparse, wanted)
         else:
-            info = update(module, client, name, info, vectors, sparse, wanted, result)
-        if p["wait"] and info is not None and not (module.check_mode and result["changed"]):
-            info = wait_green(client, name, p["wait_timeout"])
-    except HttpError as e:
-        fail_from_http(module, e, "Qdrant request for collection %s failed" % name, name=name)
-    except QdrantWaitTimeout as e:
-        module.fail_json(msg=e.msg, **dict(result, **collection_facts(e.info or {})))
+            info = update(module, client, name, info, vectors, sparse, wanted)
+        try:
+            if p["wait"] and info is not None and not (module.check_mode and module.result["changed"]):
+                info = wait_green(client, name, p["wait_timeout"])
+        except QdrantWaitTimeout as e:
+            module.fail(e.msg, **collection_facts(e.info or {}))
     if info is not None:
-        result.update(collection_facts(info))
-        result["optimizers_config"] = info.get("config", {}).get("optimizer_config")
-    module.exit_json(**result)
+        module.result.update(collection_facts(info))
+        module.result["optimizers_config"] = info.get("config", {}).get("optimizer_config")
+    module.exit()
 
 
 if __name__ == "__main__":

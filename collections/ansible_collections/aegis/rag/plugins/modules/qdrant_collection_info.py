@@ -113,13 +113,10 @@ collections:
                 size: 73400320, checksum: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}]
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.aegis.rag.plugins.module_utils.backup import newest_first
-from ansible_collections.aegis.rag.plugins.module_utils.http import (
-    HttpError, common_argument_spec_qdrant, fail_from_http)
+from ansible_collections.aegis.rag.plugins.module_utils.base import AegisModule
 from ansible_collections.aegis.rag.plugins.module_utils.qdrant import (
-    collection_facts, get_collection, list_collection_names, list_snapshots, qdrant_client)
+    collection_facts, get_collection, list_collection_names, list_snapshots)
 
 
 def describe(client, name):
@@ -139,20 +136,16 @@ def describe(client, name):
 
 
 def main():
-    spec = common_argument_spec_qdrant()
-    spec.update(name=dict(type="str", aliases=["collection"]))
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    module = AegisModule(dict(name=dict(type="str", aliases=["collection"])), services=("qdrant",),
+                         supports_check_mode=True)
     name = module.params["name"]
-    client = qdrant_client(module)
-    try:
+    client = module.qdrant_client()
+    with module.reporting(http="cannot read Qdrant collections"):
         names = [name] if name else list_collection_names(client)
-        collections = [entry for entry in (describe(client, n) for n in names) if entry is not None]
-    except HttpError as e:
-        fail_from_http(module, e, "cannot read Qdrant collections")
-    result = dict(changed=False, collections=collections)
+        module.result["collections"] = [entry for entry in (describe(client, n) for n in names) if entry is not None]
     if name:
-        result["exists"] = bool(collections)
-    module.exit_json(**result)
+        module.result["exists"] = bool(module.result["collections"])
+    module.exit()
 
 
 if __name__ == "__main__":

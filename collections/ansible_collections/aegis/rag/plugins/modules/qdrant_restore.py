@@ -191,23 +191,20 @@ durations:
 
 import os
 import re
-import tempfile
 import time
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.aegis.rag.plugins.module_utils import backup, s3
-from ansible_collections.aegis.rag.plugins.module_utils.http import (
-    HttpError, common_argument_spec_aws, common_argument_spec_qdrant, fail_from_http)
+from ansible_collections.aegis.rag.plugins.module_utils.base import AegisModule
+from ansible_collections.aegis.rag.plugins.module_utils.http_client import HttpError
 from ansible_collections.aegis.rag.plugins.module_utils.qdrant import (
-    QdrantWaitTimeout, count_points, create_snapshot, get_collection, qdrant_client, recover_by_upload,
-    recover_from_url, wait_green)
+    QdrantWaitTimeout, count_points, create_snapshot, get_collection, recover_by_upload, recover_from_url,
+    wait_green)
+from ansible_collections.aegis.rag.plugins.module_utils.staging import staged_file
 
 
 def argument_spec():
-    spec = common_argument_spec_qdrant()
-    spec.update(common_argument_spec_aws())
-    spec.update(
+    """The module's own options; AegisModule adds the Qdrant and S3 connection options."""
+    return dict(
         collection=dict(type="str", required=True, aliases=["name"]),
         source_collection=dict(type="str"),
         bucket=dict(type="str", required=True),
@@ -222,7 +219,6 @@ def argument_spec():
         tmp_dir=dict(type="path"),
         wait_timeout=dict(type="int", default=1800),
     )
-    return spec
 
 
 SIGNED_QUERY = re.compile(r"\?[^\s\"':]*X-Amz-[^\s\"':]*")
@@ -233,28 +229,20 @@ def redact_signature(text):
     return SIGNED_QUERY.sub("?<signature redacted>", text or "")
 
 
-def metadata_points(head):
-    value = head.get("Metadata", {}).get(s3.META_POINTS)
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 class Restore:
     def __init__(self, module):
         self.module = module
         self.p = module.params
         self.collection = self.p["collection"]
-        self.qdrant = qdrant_client(module)
-        self.s3 = s3.s3_client(module)
-        self.result = dict(changed=False, bucket=self.p["bucket"], points_count=None, safety_snapshot=None,
+        self.qdrant = module.qdrant_client()
+        self.s3 = module.s3_client()
+        self.result = module.result
+        self.result.update(bucket=self.p["bucket"], points_count=None, safety_snapshot=None,
                            safety_snapshot_taken=False, plan=[])
         self.durations = {}
-        self.staged = None
 
     def fail(self, msg, **extra):
-        self.module.fail_json(msg=msg, **dict(self.result, **extra))
+        self.module.fail(msg, **extra)
 
     def timed(self, step, func, *args, **kwargs):
         start = time.monotonic()
@@ -282,14 +270,13 @@ class Restore:
         head = s3.head_object(self.s3, bucket, key)
         if head is None:
             self.fail("s3://%s/%s does not exist" % (bucket, key))
-        sha = head.get("Metadata", {}).get(s3.META_SHA256)
+        sha = backup.metadata_sha256(head)
         if not sha:
             self.fail("s3://%s/%s has no sha256 metadata, so it cannot be verified; upload backups with "
                       "aegis.rag.qdrant_snapshot (state: s3_upload)" % (bucket, key))
         self.result.update(key=key, size=head.get("ContentLength"), sha256=sha,
-                           expected_points_count=metadata_points(head))
+                           expected_points_count=backup.metadata_points(head))
         return key, sha
-
     def plan(self, key, info):
         """The steps to run, after checking the target may be overwritten."""
         points = count_points(self.qdrant, self.collection) if info is not None else 0
@@ -318,22 +305,19 @@ class Restore:
         return take_safety
 
     # -- actions
-    def stage(self, key, sha):
-        directory = self.p["tmp_dir"] or self.module.tmpdir
-        if not os.path.isdir(directory):
-            self.fail("tmp_dir %s does not exist" % directory)
-        fd, self.staged = tempfile.mkstemp(prefix=".qdrant-restore-", suffix=".snapshot", dir=directory)
-        with os.fdopen(fd, "wb") as out:
+    def download(self, key, sha, path):
+        """Stream the backup into the staged file `path` and verify it against the metadata."""
+        with open(path, "wb") as out:
             size, got = s3.download_to_file(self.s3, self.p["bucket"], key, out)
         if got != sha or size != self.result["size"]:
             self.fail("checksum mismatch for s3://%s/%s: downloaded %d bytes with sha256 %s, metadata says %s bytes "
                       "with sha256 %s; nothing was restored"
                       % (self.p["bucket"], key, size, got, self.result["size"], sha))
 
-    def recover(self, key, sha):
+    def recover(self, key, sha, staged):
         timeout = self.p["wait_timeout"]
-        if self.p["recover_via"] == "upload":
-            recover_by_upload(self.qdrant, self.collection, self.staged, sha, key.rsplit("/", 1)[-1],
+        if staged is not None:
+            recover_by_upload(self.qdrant, self.collection, staged, sha, key.rsplit("/", 1)[-1],
                               self.p["priority"], timeout=timeout)
         else:
             url = s3.presigned_get_url(self.s3, self.p["bucket"], key, self.p["url_expiry"])
@@ -351,16 +335,29 @@ class Restore:
         if self.module.check_mode:
             return
         if self.p["recover_via"] == "upload":
-            self.timed("download", self.stage, key, sha)
+            directory = self.p["tmp_dir"] or self.module.tmpdir
+            if not os.path.isdir(directory):
+                self.fail("tmp_dir %s does not exist" % directory)
+            with staged_file(directory, ".qdrant-restore-", ".snapshot") as staged:
+                self.timed("download", self.download, key, sha, staged)
+                self.apply(key, sha, take_safety, staged)
+        else:
+            self.apply(key, sha, take_safety, None)
+        self.durations["total"] = round(time.monotonic() - started, 3)
+        self.result["durations"] = self.durations
+        self.verify_points(key)
+
+    def apply(self, key, sha, take_safety, staged):
+        """Safety snapshot, recovery (from `staged`, or from a presigned URL when None), wait for green."""
         if take_safety:
             snap = self.timed("safety_snapshot", create_snapshot, self.qdrant, self.collection,
                               timeout=self.p["wait_timeout"])
             self.result["safety_snapshot"] = snap["name"]
-        self.timed("recover", self.recover, key, sha)
+        self.timed("recover", self.recover, key, sha, staged)
         self.timed("wait", wait_green, self.qdrant, self.collection, self.p["wait_timeout"])
+
+    def verify_points(self, key):
         self.result["points_count"] = count_points(self.qdrant, self.collection)
-        self.durations["total"] = round(time.monotonic() - started, 3)
-        self.result["durations"] = self.durations
         expected = self.result["expected_points_count"]
         if expected is None:
             self.module.warn("s3://%s/%s has no points-count metadata; point count not verified"
@@ -369,37 +366,24 @@ class Restore:
             self.fail("restored collection %s has %s points, the backup's metadata says %s"
                       % (self.collection, self.result["points_count"], expected))
 
-    def cleanup(self):
-        if self.staged:
-            try:
-                os.remove(self.staged)
-            except OSError:
-                pass
-
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
-                           mutually_exclusive=[("key", "backup_date"), ("key", "source_collection")])
-    s3.require_boto3(module)
+    module = AegisModule(argument_spec(), services=("qdrant", "s3"), supports_check_mode=True,
+                         mutually_exclusive=[("key", "backup_date"), ("key", "source_collection")])
+    module.require_boto3()
     if module.params["backup_date"]:
         try:
             backup.validate_backup_date(module.params["backup_date"])
         except ValueError as e:
-            module.fail_json(msg=str(e))
+            module.fail(str(e))
     job = Restore(module)
-    try:
-        job.run()
-    except HttpError as e:
-        fail_from_http(module, e, "Qdrant request during the restore of %s failed" % job.collection,
-                       **dict(job.result, durations=job.durations))
-    except QdrantWaitTimeout as e:
-        job.fail("restore of %s: %s" % (job.collection, e.msg), durations=job.durations)
-    except (s3.BotoCoreError, s3.ClientError, s3.Boto3Error) as e:
-        job.fail("S3 request during the restore of %s failed: %s" % (job.collection, s3.describe_error(e)),
-                 durations=job.durations)
-    finally:
-        job.cleanup()
-    module.exit_json(**job.result)
+    what = "during the restore of %s failed" % job.collection
+    with module.reporting(http="Qdrant request " + what, s3="S3 request " + what, durations=job.durations):
+        try:
+            job.run()
+        except QdrantWaitTimeout as e:
+            job.fail("restore of %s: %s" % (job.collection, e.msg), durations=job.durations)
+    module.exit()
 
 
 if __name__ == "__main__":

@@ -184,22 +184,17 @@ points_count:
 """
 
 import os
-import tempfile
-
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.aegis.rag.plugins.module_utils import backup, s3
-from ansible_collections.aegis.rag.plugins.module_utils.http import (
-    HttpError, common_argument_spec_aws, common_argument_spec_qdrant, fail_from_http)
+from ansible_collections.aegis.rag.plugins.module_utils.base import AegisModule
 from ansible_collections.aegis.rag.plugins.module_utils.qdrant import (
-    count_points, create_snapshot, delete_snapshot, download_snapshot, get_collection, list_snapshots,
-    qdrant_client)
+    count_points, create_snapshot, delete_snapshot, download_snapshot, get_collection, list_snapshots)
+from ansible_collections.aegis.rag.plugins.module_utils.staging import staged_file
 
 
 def argument_spec():
-    spec = common_argument_spec_qdrant()
-    spec.update(common_argument_spec_aws())
-    spec.update(
+    """The module's own options; AegisModule adds the Qdrant and S3 connection options."""
+    return dict(
         collection=dict(type="str", required=True, aliases=["name"]),
         state=dict(type="str", default="present",
                    choices=["present", "absent", "prune", "download", "s3_upload"]),
@@ -213,7 +208,6 @@ def argument_spec():
         tmp_dir=dict(type="path"),
         wait_timeout=dict(type="int", default=600),
     )
-    return spec
 
 
 REQUIRED_IF = [
@@ -232,19 +226,20 @@ def find(module, snapshots, name):
     for snap in snapshots:
         if snap["name"] == name:
             return snap
-    module.fail_json(msg="snapshot %s not found in collection %s (existing: %s)"
-                         % (name, module.params["collection"], ", ".join(names(snapshots)) or "none"))
+    module.fail("snapshot %s not found in collection %s (existing: %s)"
+                % (name, module.params["collection"], ", ".join(names(snapshots)) or "none"))
 
 
 class Snapshots:
-    """One method per state; each fills self.result."""
+    """One method per state; each fills module.result."""
 
-    def __init__(self, module, client):
+    def __init__(self, module):
         self.module = module
-        self.client = client
+        self.client = module.qdrant_client()
         self.p = module.params
         self.collection = self.p["collection"]
-        self.result = dict(changed=False, deleted=[])
+        self.result = module.result
+        self.result["deleted"] = []
 
     def current(self):
         return backup.newest_first(list_snapshots(self.client, self.collection))
@@ -287,9 +282,9 @@ class Snapshots:
         try:
             max_age = backup.parse_duration(self.p["max_age"]) if self.p["max_age"] else None
         except ValueError as e:
-            self.module.fail_json(msg=str(e))
+            self.module.fail(str(e))
         if self.p["keep_last"] is not None and self.p["keep_last"] < 0:
-            self.module.fail_json(msg="keep_last must be 0 or more, got %d" % self.p["keep_last"])
+            self.module.fail("keep_last must be 0 or more, got %d" % self.p["keep_last"])
         before = self.current()
         self.delete(before, backup.select_for_prune(before, self.p["keep_last"], max_age))
 
@@ -300,12 +295,12 @@ class Snapshots:
         elif before:
             snap = before[0]
         else:
-            self.module.fail_json(msg="collection %s has no snapshot to download" % self.collection)
+            self.module.fail("collection %s has no snapshot to download" % self.collection)
         dest = self.p["dest"]
         if os.path.isdir(dest):
             dest = os.path.join(dest, snap["name"])
         if not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
-            self.module.fail_json(msg="directory of dest %s does not exist" % dest)
+            self.module.fail("directory of dest %s does not exist" % dest)
         self.result.update(snapshot=snap, snapshots=before, dest=dest)
         expected = snap.get("checksum")
         existing = backup.sha256_file(dest) if os.path.isfile(dest) else None
@@ -317,38 +312,29 @@ class Snapshots:
         if self.module.check_mode:
             self.result.update(changed=True, sha256=expected)
             return
-        part = self.fetch(snap, os.path.dirname(os.path.abspath(dest)))
-        try:
-            sha = self.result["sha256"] = backup.sha256_file(part) if expected is None else expected
+        with staged_file(os.path.dirname(os.path.abspath(dest)), ".%s.part-" % snap["name"]) as part:
+            sha = self.result["sha256"] = self.fetch(snap, part)
             if existing == sha:  # no checksum from Qdrant, same bytes as before
                 return
             self.module.atomic_move(part, dest)
             self.result["changed"] = True
-        finally:
-            _remove(part)
 
-    def fetch(self, snap, directory):
-        """Download a snapshot into a new file of `directory`, verified against Qdrant's checksum."""
-        fd, part = tempfile.mkstemp(prefix=".%s.part-" % snap["name"], dir=directory)
-        os.close(fd)
-        try:
-            _size, sha = download_snapshot(self.client, self.collection, snap["name"], part,
-                                           timeout=self.p["wait_timeout"])
-            if snap.get("checksum") and sha != snap["checksum"]:
-                self.module.fail_json(msg="snapshot %s downloaded with sha256 %s but Qdrant recorded %s; nothing kept"
-                                          % (snap["name"], sha, snap["checksum"]))
-        except BaseException:
-            _remove(part)
-            raise
-        return part
+    def fetch(self, snap, part):
+        """Download a snapshot into the staged file `part`, verified against Qdrant's checksum; its sha256."""
+        _size, sha = download_snapshot(self.client, self.collection, snap["name"], part,
+                                       timeout=self.p["wait_timeout"])
+        if snap.get("checksum") and sha != snap["checksum"]:
+            self.module.fail("snapshot %s downloaded with sha256 %s but Qdrant recorded %s; nothing kept"
+                             % (snap["name"], sha, snap["checksum"]))
+        return sha
 
     def state_s3_upload(self):
-        client = s3.s3_client(self.module)
+        client = self.module.s3_client()
         bucket, prefix = self.p["bucket"], self.p["prefix"]
         self.result.update(bucket=bucket, key=None, snapshot=None, sha256=None, points_count=None)
         info = get_collection(self.client, self.collection)
         if info is None:
-            self.module.fail_json(msg="collection %s does not exist" % self.collection, **self.result)
+            self.module.fail("collection %s does not exist" % self.collection)
         points = count_points(self.client, self.collection)
         before = self.current()
         if self.p["snapshot_name"]:
@@ -363,81 +349,60 @@ class Snapshots:
             self.result["changed"] = True
         key = backup.backup_key(prefix, self.collection, backup.snapshot_date(snap), snap["name"])
         self.result.update(key=key, snapshot=snap, points_count=points, snapshots=self.current())
-        try:
+        with self.module.reporting(s3="S3 request on s3://%s/%s failed" % (bucket, key)):
             head = s3.head_object(client, bucket, key)
             if self.already_there(head, snap.get("checksum"), key):
                 return
-            self.result["diff"] = {"before": {"key": key, "sha256": stored_sha(head)},
+            self.result["diff"] = {"before": {"key": key, "sha256": backup.metadata_sha256(head)},
                                    "after": {"key": key, "sha256": snap.get("checksum") or "(computed on upload)"}}
             if self.module.check_mode:
                 self.result.update(changed=True, sha256=snap.get("checksum"))
                 return
             self.upload(client, snap, head, key, points)
-        except (s3.BotoCoreError, s3.ClientError, s3.Boto3Error) as e:
-            self.module.fail_json(msg="S3 request on s3://%s/%s failed: %s" % (bucket, key, s3.describe_error(e)),
-                                  **self.result)
 
     def already_there(self, head, sha, key):
         """True when `key` already holds this snapshot; fails on a different object unless force."""
         if head is None or sha is None:
             return False
-        if stored_sha(head) == sha:
+        stored = backup.metadata_sha256(head)
+        if stored == sha:
             self.result["sha256"] = sha
             return True
         if not self.p["force"]:
-            self.module.fail_json(msg="s3://%s/%s exists with sha256 %s, not %s; set force: true to replace it"
-                                      % (self.p["bucket"], key, stored_sha(head), sha), **self.result)
+            self.module.fail("s3://%s/%s exists with sha256 %s, not %s; set force: true to replace it"
+                             % (self.p["bucket"], key, stored, sha))
         return False
 
     def upload(self, client, snap, head, key, points):
         staging = self.p["tmp_dir"] or self.module.tmpdir
         if not os.path.isdir(staging):
-            self.module.fail_json(msg="tmp_dir %s does not exist" % staging, **self.result)
-        part = self.fetch(snap, staging)
-        try:
-            sha = backup.sha256_file(part) if not snap.get("checksum") else snap["checksum"]
-            self.result["sha256"] = sha
+            self.module.fail("tmp_dir %s does not exist" % staging)
+        with staged_file(staging, ".%s.part-" % snap["name"]) as part:
+            sha = self.result["sha256"] = self.fetch(snap, part)
             if head is not None and self.already_there(head, sha, key):
                 return
-            metadata = {s3.META_SHA256: sha, s3.META_POINTS: str(points),
-                        s3.META_COLLECTION: self.collection, s3.META_SNAPSHOT: snap["name"]}
-            s3.upload_file(client, part, self.p["bucket"], key, metadata)
+            s3.upload_file(client, part, self.p["bucket"], key,
+                           backup.backup_metadata(sha, points, self.collection, snap["name"]))
             size = os.path.getsize(part)
-        finally:
-            _remove(part)
         stored = s3.head_object(client, self.p["bucket"], key)
         if stored is None or stored.get("ContentLength") != size:
-            self.module.fail_json(msg="upload of s3://%s/%s did not complete (stored size %s, expected %d)"
-                                      % (self.p["bucket"], key, stored and stored.get("ContentLength"), size),
-                                  **self.result)
+            self.module.fail("upload of s3://%s/%s did not complete (stored size %s, expected %d)"
+                             % (self.p["bucket"], key, stored and stored.get("ContentLength"), size))
         self.result["changed"] = True
 
 
-def stored_sha(head):
-    return (head or {}).get("Metadata", {}).get(s3.META_SHA256)
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
-
-
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, required_if=REQUIRED_IF)
+    module = AegisModule(argument_spec(), services=("qdrant", "s3"), supports_check_mode=True,
+                         required_if=REQUIRED_IF)
     p = module.params
     if p["state"] == "s3_upload":
-        s3.require_boto3(module)
-    client = qdrant_client(module)
-    job = Snapshots(module, client)
-    try:
-        if p["state"] != "s3_upload" and get_collection(client, p["collection"]) is None:
-            module.fail_json(msg="collection %s does not exist" % p["collection"])
+        module.require_boto3()
+    job = Snapshots(module)
+    with module.reporting(http="Qdrant request for snapshots of %s failed" % p["collection"]):
+        if p["state"] != "s3_upload" and get_collection(job.client, p["collection"]) is None:
+            module.fail("collection %s does not exist" % p["collection"])
         getattr(job, "state_" + p["state"])()
-    except HttpError as e:
-        fail_from_http(module, e, "Qdrant request for snapshots of %s failed" % p["collection"], **job.result)
-    module.exit_json(**job.result)
+    module.exit()
 
 
 if __name__ == "__main__":

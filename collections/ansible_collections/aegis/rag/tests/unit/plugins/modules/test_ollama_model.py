@@ -227,7 +227,7 @@ def test_bad_parameters_fail_clearly(call_module, ollama, extra, fragment):
 
 
 def test_server_down_fails_cleanly(call_module, closed_port_url, monkeypatch):
-    from ansible_collections.aegis.rag.plugins.module_utils import http as http_mod
+    from ansible_collections.aegis.rag.plugins.module_utils import http_client as http_mod
     monkeypatch.setattr(http_mod.HttpClient, "_sleep_before_retry", lambda self, attempt: None)
     result = call_module(om.main, {"ollama_url": closed_port_url, "name": "tiny"})
     assert result["failed"] and result["msg"].startswith(f"cannot list the models of {closed_port_url}")

@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from ansible_collections.aegis.rag.plugins.module_utils.http import HttpClient
+from ansible_collections.aegis.rag.plugins.module_utils.http_client import HttpClient
 from ansible_collections.aegis.rag.plugins.modules import health_check as hc
 
 
@@ -59,7 +59,7 @@ def test_runner_bounds_a_hung_probe_and_keeps_the_others():
     checks = [check("fast", lambda: (hc.OK, "fine")),
               check("hung", lambda: (release.wait(30), (hc.OK, "late"))[1], timeout=0.5),
               check("boom", lambda: 1 / 0),
-              check("optional", lambda: (_ for _ in ()).throw(hc.CheckFailed("down")), required=False)]
+              check("optional", lambda: (never for never in ()).throw(hc.CheckFailed("down")), required=False)]
     t0 = time.monotonic()
     reports = {r["name"]: r for r in hc.run_checks(checks)}
     elapsed = time.monotonic() - t0

@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("ansible.module_utils.testing")
 from ansible.module_utils.testing import patch_module_args  # noqa: E402
 
+from ansible_collections.aegis.rag.plugins.module_utils.base import service_argument_spec  # noqa: E402
 from ansible_collections.aegis.rag.plugins.modules import (  # noqa: E402
     qdrant_collection, qdrant_restore, qdrant_snapshot)
 
@@ -61,12 +62,13 @@ def test_restore_bad_args(args, message, capsys):
 
 
 def test_secrets_are_no_log():
-    collection_spec = qdrant_collection.argument_spec()
-    restore_spec = qdrant_restore.argument_spec()
+    collection_spec = service_argument_spec(("qdrant",), qdrant_collection.argument_spec())
+    restore_spec = service_argument_spec(("qdrant", "s3"), qdrant_restore.argument_spec())
+    snapshot_spec = service_argument_spec(("qdrant", "s3"), qdrant_snapshot.argument_spec())
     assert collection_spec["api_key"]["no_log"] is True
     for name in ("api_key", "access_key", "secret_key", "session_token"):
         assert restore_spec[name]["no_log"] is True, name
-        assert qdrant_snapshot.argument_spec()[name]["no_log"] is True, name
+        assert snapshot_spec[name]["no_log"] is True, name
 
 
 def test_qdrant_down_fails_cleanly(capsys):

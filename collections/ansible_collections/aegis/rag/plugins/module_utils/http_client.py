@@ -20,7 +20,6 @@ import os
 import random
 import socket
 import ssl
-import tempfile
 import threading
 import time
 import uuid
@@ -29,9 +28,9 @@ from urllib.error import HTTPError as _UrlHTTPError
 from urllib.error import URLError
 from urllib.parse import urlencode
 
-from ansible.module_utils.basic import env_fallback
 from ansible.module_utils.urls import ConnectionError as _AnsibleConnectionError
 from ansible.module_utils.urls import Request, make_context
+from ansible_collections.aegis.rag.plugins.module_utils.staging import staged_file
 
 RETRY_STATUSES = (502, 503, 504)
 EXCERPT_CHARS = 300
@@ -79,7 +78,7 @@ class Response:
             return jsonlib.loads(self.body.decode("utf-8") or "null")
         except ValueError:
             raise HttpError("invalid JSON in the answer of %s" % self.url, self.status, self.url,
-                            excerpt(self.body))
+                            excerpt(self.body)) from None
 
 
 def excerpt(body, limit=EXCERPT_CHARS):
@@ -171,7 +170,7 @@ class HttpClient:
                     self._sleep_before_retry(attempt)
                     attempt += 1
                     continue
-                raise HttpError("%s %s failed: %s" % (method, url, _describe(exc)), None, url)
+                raise HttpError("%s %s failed: %s" % (method, url, _describe(exc)), None, url) from exc
             if status in RETRY_STATUSES and attempt < retries:
                 self._sleep_before_retry(attempt)
                 attempt += 1
@@ -208,7 +207,7 @@ class HttpClient:
                     attempt += 1
                     continue
                 raise HttpError("%s %s failed while reading the answer: %s" % (method, url, _describe(exc)),
-                                None, url)
+                                None, url) from exc
             finally:
                 resp.close()
 
@@ -244,9 +243,9 @@ class HttpClient:
                     yield jsonlib.loads(line.decode("utf-8"))
                 except ValueError:
                     raise HttpError("invalid JSON line in the answer of %s %s" % (method, url),
-                                    None, url, excerpt(line))
+                                    None, url, excerpt(line)) from None
         except _TRANSIENT as exc:
-            raise HttpError("%s %s broke off: %s" % (method, url, _describe(exc)), None, url)
+            raise HttpError("%s %s broke off: %s" % (method, url, _describe(exc)), None, url) from exc
         finally:
             resp.close()
 
@@ -263,29 +262,18 @@ class HttpClient:
         attempt = 0
         while True:
             resp = self._open(method, url, body, headers, timeout, retries_left - attempt, expect)
-            fd, tmp = tempfile.mkstemp(prefix=".download-", dir=directory)
             try:
-                digest, written = hashlib.sha256(), 0
-                with os.fdopen(fd, "wb") as out:
-                    while True:
-                        block = resp.read(chunk)
-                        if not block:
-                            break
-                        out.write(block)
-                        digest.update(block)
-                        written += len(block)
-                os.replace(tmp, dest_path)
-                return written, digest.hexdigest()
+                with staged_file(directory, ".download-") as tmp:
+                    written, sha = _copy_hashed(resp, tmp, chunk)
+                    os.replace(tmp, dest_path)
+                return written, sha
             except _TRANSIENT as exc:
-                _remove(tmp)
                 if attempt < retries_left:
                     self._sleep_before_retry(attempt)
                     attempt += 1
                     continue
-                raise HttpError("%s %s broke off during download: %s" % (method, url, _describe(exc)), None, url)
-            except BaseException:
-                _remove(tmp)
-                raise
+                raise HttpError("%s %s broke off during download: %s" % (method, url, _describe(exc)), None,
+                                url) from exc
             finally:
                 resp.close()
 
@@ -344,44 +332,14 @@ class _Buffered:
         pass
 
 
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
-
-
-def fail_from_http(module, err, what, **extra):
-    """End the module with a clear message for an HttpError; `extra` keys go into the result."""
-    module.fail_json(msg="%s: %s" % (what, err.msg), status=err.status, url=err.url, body=err.body_excerpt,
-                     **extra)
-
-
-# -- argument specs, equal to the doc fragments aegis.rag.qdrant, aegis.rag.ollama and aegis.rag.s3
-
-def common_argument_spec_qdrant():
-    return dict(
-        qdrant_url=dict(type="str", default="http://127.0.0.1:6333"),
-        api_key=dict(type="str", no_log=True, fallback=(env_fallback, ["QDRANT_API_KEY"])),
-        timeout=dict(type="float", default=30.0),
-        validate_certs=dict(type="bool", default=True),
-    )
-
-
-def common_argument_spec_ollama():
-    return dict(
-        ollama_url=dict(type="str", default="http://127.0.0.1:11434"),
-        timeout=dict(type="float", default=30.0),
-        validate_certs=dict(type="bool", default=True),
-    )
-
-
-def common_argument_spec_aws():
-    return dict(
-        s3_endpoint_url=dict(type="str"),
-        region=dict(type="str", aliases=["aws_region"]),
-        access_key=dict(type="str", no_log=True, aliases=["aws_access_key_id"]),
-        secret_key=dict(type="str", no_log=True, aliases=["aws_secret_access_key"]),
-        session_token=dict(type="str", no_log=True, aliases=["aws_session_token"]),
-        validate_certs=dict(type="bool", default=True),
-    )
+def _copy_hashed(resp, path, chunk):
+    """Copy an open response into `path` chunk by chunk; returns (bytes written, sha256 hex)."""
+    digest, written = hashlib.sha256(), 0
+    with open(path, "wb") as out:
+        while True:
+            block = resp.read(chunk)
+            if not block:
+                return written, digest.hexdigest()
+            out.write(block)
+            digest.update(block)
+            written += len(block)

@@ -155,24 +155,6 @@ def test_download_to_file_streams_in_chunks_and_hashes():
     assert client.body.closed and set(client.body.reads) == {65536} and len(client.body.reads) == 40
 
 
-class FakeModule:
-    def __init__(self):
-        self.failed = None
-
-    def fail_json(self, **kw):
-        self.failed = kw
-        raise SystemExit(1)
-
-
-def test_missing_boto3_fails_with_missing_required_lib(monkeypatch):
-    monkeypatch.setattr(s3, "HAS_BOTO3", False)
-    monkeypatch.setattr(s3, "BOTO3_IMPORT_ERROR", "Traceback: No module named boto3")
-    module = FakeModule()
-    with pytest.raises(SystemExit):
-        s3.require_boto3(module)
-    assert "boto3" in module.failed["msg"] and "Failed to import the required Python library" in module.failed["msg"]
-
-
 def test_head_object_absent_is_none_other_errors_raise():
     from botocore.exceptions import ClientError
 
@@ -186,3 +168,12 @@ def test_head_object_absent_is_none_other_errors_raise():
     assert s3.head_object(Client("404"), "b", "k") is None
     with pytest.raises(ClientError):
         s3.head_object(Client("403"), "b", "k")
+
+
+def test_backup_metadata_round_trip():
+    meta = backup.backup_metadata("ab" * 32, 12840, "docs", "docs-1.snapshot")
+    assert meta == {"sha256": "ab" * 32, "points-count": "12840", "collection": "docs", "snapshot": "docs-1.snapshot"}
+    head = {"Metadata": meta}
+    assert backup.metadata_sha256(head) == "ab" * 32 and backup.metadata_points(head) == 12840
+    assert backup.metadata_sha256(None) is None and backup.metadata_points({"Metadata": {}}) is None
+    assert backup.metadata_points({"Metadata": {"points-count": "many"}}) is None

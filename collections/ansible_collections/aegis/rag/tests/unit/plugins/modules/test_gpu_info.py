@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ansible_collections.aegis.rag.plugins.modules import gpu_info
 
-from tests.collection.fake_nvidia_smi import DATA, fake_nvidia_smi
+from ansible_collections.aegis.rag.tests.unit.helpers.fake_nvidia_smi import DATA, fake_nvidia_smi
 
 
 def test_parse_two_gpus():

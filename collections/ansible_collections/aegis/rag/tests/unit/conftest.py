@@ -1,8 +1,10 @@
-"""Unit-test helpers: call a module's main() in-process, and a scriptable stdlib HTTP server."""
+"""Unit-test fixtures of the aegis.rag collection (run by `ansible-test units`): call a module's main()
+in-process, a scriptable stdlib HTTP server, and a loopback URL where nothing listens."""
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -95,3 +97,12 @@ def http_server():
     yield fake
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def closed_port_url():
+    """A loopback URL where nothing listens (connection refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

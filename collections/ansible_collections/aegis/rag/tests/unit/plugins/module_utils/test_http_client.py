@@ -8,8 +8,8 @@ import threading
 import time
 
 import pytest
-from ansible_collections.aegis.rag.plugins.module_utils import http as http_mod
-from ansible_collections.aegis.rag.plugins.module_utils.http import (
+from ansible_collections.aegis.rag.plugins.module_utils import http_client as http_mod
+from ansible_collections.aegis.rag.plugins.module_utils.http_client import (
     HttpClient,
     HttpError,
     error_reason,
