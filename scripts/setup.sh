@@ -42,4 +42,6 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
     pip install -q -e ".${extras}"
   echo "$want" > "$stamp"
 fi
+# Molecule's test hosts: podman and the cached Debian base image (a second run does nothing).
+(( dev )) && scripts/testhosts.sh
 log "ready: .venv/bin/aegis-rag"

@@ -1,0 +1,54 @@
+"""Every role of aegis.rag documents exactly its public variables: meta/argument_specs.yml names each
+variable of defaults/main.yml with the same default, and the role's README table lists each one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROLES = Path(__file__).parents[2] / "collections" / "ansible_collections" / "aegis" / "rag" / "roles"
+ROLE_NAMES = sorted(p.name for p in ROLES.iterdir() if (p / "tasks" / "main.yml").is_file())
+
+
+def defaults_of(role: str) -> dict:
+    return yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text()) or {}
+
+
+def options_of(role: str) -> dict:
+    return yaml.safe_load((ROLES / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"][
+        "options"
+    ]
+
+
+def test_the_collection_has_roles():
+    assert "redis" in ROLE_NAMES
+
+
+@pytest.mark.parametrize("role", ROLE_NAMES)
+def test_argument_specs_name_every_default(role):
+    options, defaults = set(options_of(role)), set(defaults_of(role))
+    assert (sorted(defaults - options), sorted(options - defaults)) == ([], []), "(undocumented, not in defaults)"
+
+
+@pytest.mark.parametrize("role", ROLE_NAMES)
+def test_argument_specs_defaults_equal_the_defaults(role):
+    options = options_of(role)
+    differing = {
+        name: (options[name].get("default"), value)
+        for name, value in defaults_of(role).items()
+        if name in options and options[name].get("default") != value
+    }
+    assert not differing, f"name: (argument_specs default, defaults/main.yml value): {differing}"
+
+
+@pytest.mark.parametrize("role", ROLE_NAMES)
+def test_public_variables_carry_the_role_prefix(role):
+    assert [name for name in defaults_of(role) if not name.startswith(f"{role}_")] == []
+
+
+@pytest.mark.parametrize("role", ROLE_NAMES)
+def test_readme_table_lists_every_variable(role):
+    readme = (ROLES / role / "README.md").read_text()
+    assert [name for name in defaults_of(role) if f"| `{name}` |" not in readme] == []
