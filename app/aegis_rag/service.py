@@ -8,19 +8,22 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import numpy as np
 
 from . import metrics
 from .cache import NoCache, build_cache, cache_key
 from .embeddings import Embedder, build_embedder
-from .errors import BadDocument, DependencyError
-from .generation import ExtractiveGenerator, build_generator, build_messages, extractive_answer
+from .errors import BadDocument, DependencyError, DocumentTooLarge
+from .generation import build_generator, build_messages, extractive_answer
 from .ingest.chunking import chunk_markdown
-from .ingest.parsing import parse_document
+from .ingest.parsing import ParseBudget, parse_document
 from .rerank import build_reranker
 from .settings import Settings
+from .sparse import Bm25Encoder
 from .vectorstore import Hit, PointData, VectorStore, build_store, document_key, point_id
 
 log = logging.getLogger(__name__)
@@ -35,17 +38,38 @@ def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 2)
 
 
-@dataclass
-class ChatResult:
-    answer: str
-    sources: list[dict]
-    model: str
-    mode: str
-    degraded: bool
-    timings_ms: dict = field(default_factory=dict)
+@dataclass(slots=True)
+class Source:
+    """A passage an answer is drawn from."""
 
-    def as_dict(self) -> dict:
-        return self.__dict__.copy()
+    document: str | None
+    section: str | None
+    chunk_id: str | None
+    score: float
+    text: str | None
+
+    @classmethod
+    def of(cls, hit: Hit) -> Source:
+        p = hit.payload
+        return cls(p.get("document"), p.get("section"), p.get("chunk_id"), round(hit.score, 6), p.get("text"))
+
+
+@dataclass(slots=True)
+class ChatResult:
+    """The answer to a question; also the /chat response model (api/schemas.py), so it is defined once."""
+
+    answer: str
+    sources: list[Source]
+    model: str
+    mode: Literal["generated", "extractive"]
+    degraded: bool
+    timings_ms: dict[str, float | bool] = field(default_factory=dict)
+
+    def final_event(self) -> dict:
+        """The last event of a streamed answer: every field but the answer, which came as tokens."""
+        fields = asdict(self)
+        del fields["answer"]
+        return fields
 
 
 class RagService:
@@ -57,24 +81,37 @@ class RagService:
         self.cache = cache if cache is not None else build_cache(settings)
         self.generator = generator or build_generator(settings)
         self.reranker = reranker or build_reranker(settings)
-        self._fallback = ExtractiveGenerator()
-        self._bm25 = None
+        self._bm25 = Bm25Encoder()
+        self._parse_budget = ParseBudget.from_settings(settings)
         self._opened = False
         self._open_lock = threading.Lock()
         metrics.init_series(self.generator.name)
 
     # --- lifecycle
     def open(self) -> None:
-        """Create or check the collection. Safe to call repeatedly; retried lazily if a dependency was down."""
+        """Create or check the collection. Safe to call repeatedly; retried lazily if a dependency was down.
+
+        One caller opens at a time; the others fail fast (503) instead of queueing behind it for a timeout each.
+        """
         if self._opened:
             return
-        with self._open_lock:
+        if not self._open_lock.acquire(blocking=False):
             if self._opened:
                 return
-            dim = self.embedder.dim or self.embedder.probe_dim()
-            self.store.ensure_collection(dim, self.embedder.model)
+            raise DependencyError("vector_store", "the vector store is being opened by another request (a "
+                                  "dependency is slow or down); retry shortly")
+        try:
+            if self._opened:
+                return
+            self.store.ensure_collection(self._embedding_dim(), self.embedder.model)
             self._opened = True
+        finally:
+            self._open_lock.release()
         self.refresh_gauges()
+
+    def _embedding_dim(self) -> int:
+        """Remote embedders learn their dimension from a first reply."""
+        return self.embedder.dim or len(self.embedder.embed_queries(["dimension probe"])[0])
 
     def close(self) -> None:
         self.store.close()
@@ -87,14 +124,6 @@ class RagService:
             log.warning("could not refresh document gauges: %s", exc)
 
     # --- building blocks
-    def _sparse(self, text: str, query: bool) -> tuple[list[int], list[float]]:
-        if self._bm25 is None:
-            from qdrant_edge import Bm25
-
-            self._bm25 = Bm25()
-        vec = self._bm25.embed_query(text) if query else self._bm25.embed_document(text)
-        return list(vec.indices), list(vec.values)
-
     def embed_query(self, text: str) -> tuple[np.ndarray, bool]:
         key = cache_key(self.embedder.model, text)
         cached = self.cache.get(key)
@@ -114,7 +143,7 @@ class RagService:
         timings["embed"] = _ms(t)
         timings["embed_cached"] = cached
         s = self.settings
-        sparse = self._sparse(question, query=True) if s.hybrid else None
+        sparse = self._bm25.query(question) if s.hybrid else None
         fetch = max(top_k, s.prefetch_k) if self.reranker.name != "none" else top_k
         t = time.perf_counter()
         metrics.SEARCHES.inc()
@@ -140,33 +169,35 @@ class RagService:
             timings["rerank"] = _ms(t)
         return hits[:top_k]
 
-    @staticmethod
-    def sources(hits: list[Hit]) -> list[dict]:
-        return [{"document": h.payload.get("document"), "section": h.payload.get("section"),
-                 "chunk_id": h.payload.get("chunk_id"), "score": round(h.score, 6), "text": h.payload.get("text")}
-                for h in hits]
-
     # --- chat
     def chat(self, question: str, history: list[dict], top_k: int | None = None) -> ChatResult:
         start = time.perf_counter()
         timings: dict = {}
         hits = self.retrieve(question, top_k or self.settings.top_k, timings)
         messages = build_messages(question, history, hits, self.settings.history_window)
-        gen = self.generator
         t = time.perf_counter()
-        degraded = False
         try:
-            answer = "".join(self._generate(messages, hits, question))
-            mode, model = ("extractive" if gen.name == "extractive" else "generated"), gen.model
-        except DependencyError:
-            if self.settings.llm_on_failure == "fail":
-                raise
-            degraded, mode, model = True, "extractive", "extractive"
-            metrics.DEGRADED_ANSWERS.inc()
-            answer = extractive_answer(question, hits)
-        timings["generate"] = _ms(t)
+            answer, degraded = "".join(self._generate(messages, hits, question)), False
+        except DependencyError as exc:
+            answer, degraded = self._fallback_answer(exc, question, hits), True
+        return self._result(answer, hits, degraded, timings, t, start)
+
+    def _fallback_answer(self, exc: DependencyError, question: str, hits: list[Hit]) -> str:
+        """The extractive answer that replaces a failed generation; re-raises when configured to fail."""
+        if self.settings.llm_on_failure == "fail":
+            raise exc
+        metrics.DEGRADED_ANSWERS.inc()
+        return extractive_answer(question, hits)
+
+    def _result(self, answer: str, hits: list[Hit], degraded: bool, timings: dict, generate_start: float,
+                start: float) -> ChatResult:
+        timings["generate"] = _ms(generate_start)
         timings["total"] = _ms(start)
-        return ChatResult(answer, self.sources(hits), model, mode, degraded, timings)
+        mode: Literal["generated", "extractive"] = "extractive"
+        model = "extractive"
+        if not degraded and self.generator.name != "extractive":
+            mode, model = "generated", self.generator.model
+        return ChatResult(answer, [Source.of(h) for h in hits], model, mode, degraded, timings)
 
     def _generate(self, messages, hits, question) -> Iterator[str]:
         gen = self.generator
@@ -178,16 +209,16 @@ class RagService:
             with metrics.GENERATION_SECONDS.labels(gen.name).time():
                 yield from gen.stream(messages, hits, question)
         except DependencyError as exc:
-            reason = "timeout" if "within" in exc.detail or "exceeded" in exc.detail else "error"
-            metrics.GENERATION_FAILURES.labels(gen.name, reason).inc()
+            metrics.GENERATION_FAILURES.labels(gen.name, exc.reason).inc()
             log.warning("generation failed: %s", exc)
             raise
 
     def chat_stream(self, question: str, history: list[dict], top_k: int | None = None) -> Iterator[tuple[str, dict]]:
         """Yields ("token", {"text"}) events, then one ("sources", {...final fields}) event.
 
-        Retrieval errors raise before the first event (so the API can answer 503). An LLM failure before
-        the first token degrades to an extractive answer; after it, an ("error", {...}) event ends the stream.
+        Retrieval errors raise here, LLM errors before the first token raise when the first event is pulled
+        with AEGIS_LLM_ON_FAILURE=fail (so the API can still answer 503), or degrade to an extractive answer.
+        An LLM failure after the first token ends the stream with an ("error", {...}) event.
         """
         start = time.perf_counter()
         timings: dict = {}
@@ -195,26 +226,21 @@ class RagService:
         messages = build_messages(question, history, hits, self.settings.history_window)
         return self._stream_events(question, messages, hits, timings, start)
 
-    def _stream_events(self, question, messages, hits, timings, start):
-        gen = self.generator
-        degraded, sent = False, False
-        mode, model = ("extractive" if gen.name == "extractive" else "generated"), gen.model
+    def _stream_events(self, question: str, messages: list[dict], hits: list[Hit], timings: dict,
+                       start: float) -> Iterator[tuple[str, dict]]:
         t = time.perf_counter()
+        degraded, sent = False, False
         try:
             for token in self._generate(messages, hits, question):
                 sent = True
                 yield "token", {"text": token}
         except DependencyError as exc:
-            if sent or self.settings.llm_on_failure == "fail":
+            if sent:
                 yield "error", {"error": "dependency unavailable", "detail": exc.detail, "dependency": exc.dependency}
                 return
-            degraded, mode, model = True, "extractive", "extractive"
-            metrics.DEGRADED_ANSWERS.inc()
-            yield "token", {"text": extractive_answer(question, hits)}
-        timings["generate"] = _ms(t)
-        timings["total"] = _ms(start)
-        yield "sources", {"sources": self.sources(hits), "model": model, "mode": mode, "degraded": degraded,
-                          "timings_ms": timings}
+            degraded = True
+            yield "token", {"text": self._fallback_answer(exc, question, hits)}
+        yield "sources", self._result("", hits, degraded, timings, t, start).final_event()
 
     # --- documents
     def ingest_bytes(self, name: str, data: bytes, content_type: str | None = None,
@@ -222,7 +248,7 @@ class RagService:
         """Index one document. `known` maps document id -> content hash (saves a lookup in bulk runs)."""
         self.open()
         if len(data) > self.settings.max_upload_bytes:
-            raise BadDocument(f"{name}: {len(data)} bytes is over the limit of {self.settings.max_upload_bytes}")
+            raise DocumentTooLarge(f"{name}: {len(data)} bytes is over the limit of {self.settings.max_upload_bytes}")
         doc_id = document_id(name)
         content_hash = hashlib.sha256(data).hexdigest()
         if known is None:
@@ -231,7 +257,9 @@ class RagService:
         if previous == content_hash:
             return {"id": doc_id, "document": name, "status": "unchanged", "chunks": None}
         try:
-            parsed = parse_document(name, data, content_type)
+            parsed = parse_document(name, data, content_type, budget=self._parse_budget)
+        except BadDocument:  # already typed (e.g. UnsupportedDocument -> 415)
+            raise
         except ValueError as exc:
             raise BadDocument(str(exc)) from None
         chunks = chunk_markdown(parsed.markdown, title=parsed.title, max_chars=self.settings.chunk_max_chars)
@@ -242,7 +270,7 @@ class RagService:
         key = document_key(doc_id, content_hash, name)
         points = []
         for chunk, vec in zip(chunks, vectors, strict=True):
-            indices, values = self._sparse(f"{chunk.section}\n{chunk.text}", query=False)
+            indices, values = self._bm25.document(f"{chunk.section}\n{chunk.text}")
             payload = {"document_id": doc_id, "document": name, "title": parsed.title, "section": chunk.section,
                        "chunk_index": chunk.index, "chunk_id": f"{doc_id}:{chunk.index}", "text": chunk.text,
                        "content_hash": content_hash, "doc_key": key}
@@ -270,12 +298,21 @@ class RagService:
 
     # --- readiness
     def readiness(self) -> dict:
-        checks = {
-            "vector_store": self._check(lambda: (self.open(), self.store.ping())),
-            "embedder": self._check(lambda: self.embedder.embed_queries(["readiness probe"])),
-            "llm": self._check(self.generator.ping),
-            "cache": self._check(self.cache.ping),
+        """Probes every dependency at once (so the slowest bounds the total); an open breaker answers for its
+        dependency without a call, and after its cool-down this probe is the half-open one."""
+        probes = {
+            "vector_store": self._probe_store,
+            "embedder": lambda: self.embedder.embed_queries(["readiness probe"]),
+            "llm": self.generator.ping,
+            "cache": self.cache.ping,
         }
+        with ThreadPoolExecutor(max_workers=len(probes), thread_name_prefix="aegis-ready") as pool:
+            running = {name: pool.submit(self._check, probe) for name, probe in probes.items()}
+        checks = {name: future.result() for name, future in running.items()}
+        for name, owner in (("vector_store", self.store), ("cache", self.cache)):
+            breaker = getattr(owner, "breaker", None)
+            if breaker is not None:
+                checks[name]["circuit"] = breaker.state
         checks["embedder"]["model"] = self.embedder.model
         checks["llm"]["backend"] = self.generator.name
         checks["cache"]["kind"] = getattr(self.cache, "kind", "none")
@@ -285,6 +322,10 @@ class RagService:
             check["required"] = name in required
         ready = all(checks[n]["status"] == "ok" for n in required)
         return {"status": "ready" if ready else "not ready", "checks": checks}
+
+    def _probe_store(self) -> None:
+        self.open()
+        self.store.ping()
 
     @staticmethod
     def _check(fn) -> dict:
@@ -298,4 +339,4 @@ class RagService:
             return {"status": "failed", "latency_ms": _ms(t), "detail": f"{type(exc).__name__}: {exc}"[:300]}
 
 
-__all__ = ["RagService", "ChatResult", "document_id", "NoCache"]
+__all__ = ["RagService", "ChatResult", "Source", "document_id", "NoCache"]

@@ -100,6 +100,16 @@ class Settings(BaseSettings):
     cache_max_entries: int = 10000
     redis_timeout_s: float = 1.0
 
+    # --- circuit breakers (Qdrant server, Redis): fail fast while a dependency keeps failing
+    breaker_failure_threshold: int = Field(default=5, ge=1, description="consecutive failures that open a breaker")
+    breaker_cooldown_s: float = Field(default=10.0, gt=0, description="seconds an open breaker fails fast before one probe")
+
+    # --- ingestion budgets and generation guards (a document over a budget is refused, never truncated)
+    parse_max_pages: int = Field(2000, ge=1, description="most PDF pages parsed per document")
+    parse_max_text_chars: int = Field(5_000_000, ge=1, description="most characters of text per document")
+    parse_timeout_s: float = Field(60.0, gt=0, description="wall-clock budget to parse one document")
+    llm_repeat_penalty: float = Field(1.1, ge=1.0, description="llama.cpp repeat_penalty / Ollama options.repeat_penalty")
+
     # --- input limits
     max_question_chars: int = 2000
     max_history_turns: int = 50

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .breaker import CircuitBreaker
 from .errors import ConfigurationError, DependencyError
 from .settings import Settings
 
@@ -56,6 +57,9 @@ class Hit:
 
 class VectorStore(Protocol):
     kind: str
+
+    @property
+    def breaker(self) -> CircuitBreaker | None: ...
 
     def ensure_collection(self, dim: int, model: str) -> None: ...
     def replace_document(self, document_id: str, points: list[PointData]) -> None: ...
@@ -143,6 +147,7 @@ class EdgeStore:
     """Qdrant Edge (qdrant-edge-py): the real Qdrant engine in this process. One process only."""
 
     kind = "embedded"
+    breaker = None  # in-process: nothing to fail fast on
 
     def __init__(self, path: Path, collection: str) -> None:
         import qdrant_edge as qe
@@ -152,7 +157,7 @@ class EdgeStore:
         self.path = Path(path)
         self._meta_path = self.path / "aegis_meta.json"
         self._lock = _RWLock()
-        self._shard = None
+        self._shard: Any = None  # a qdrant_edge.EdgeShard once opened
 
     def _lock_folder(self) -> None:
         """Qdrant Edge is single-process: a second process opening the same folder would corrupt it."""
@@ -254,7 +259,7 @@ class EdgeStore:
 
 
 class ServerStore:
-    """A Qdrant server through qdrant-client (REST, or gRPC with prefer_grpc)."""
+    """A Qdrant server through qdrant-client (REST, or gRPC with prefer_grpc), behind a circuit breaker."""
 
     kind = "server"
 
@@ -264,16 +269,27 @@ class ServerStore:
         key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
         self.collection = settings.collection
         self._client = QdrantClient(url=settings.qdrant_url, api_key=key, prefer_grpc=settings.qdrant_prefer_grpc,
-                                    timeout=settings.qdrant_timeout_s)
+                                    timeout=settings.qdrant_timeout_s)  # type: ignore[arg-type]  # typed int; httpx takes float
         self._url = settings.qdrant_url
+        self.breaker = CircuitBreaker("vector_store", settings.breaker_failure_threshold, settings.breaker_cooldown_s)
 
     def _call(self, what: str, fn, *args, **kwargs):
+        breaker = self.breaker
+        if not breaker.allow():
+            raise breaker.rejection(f"Qdrant at {self._url}")
         try:
-            return fn(*args, **kwargs)
-        except DependencyError:
-            raise
+            result = fn(*args, **kwargs)
         except Exception as exc:  # qdrant-client raises httpx/grpc/UnexpectedResponse errors
-            raise DependencyError("vector_store", f"Qdrant {what} failed at {self._url}: {_short(exc)}") from None
+            message = f"Qdrant {what} failed at {self._url}: {_short(exc)}"
+            if _server_answered(exc):  # e.g. 404/400: Qdrant is up, the request was wrong
+                breaker.record_success()
+            else:
+                breaker.record_failure(message)
+            if isinstance(exc, DependencyError):
+                raise
+            raise DependencyError("vector_store", message) from None
+        breaker.record_success()
+        return result
 
     def ensure_collection(self, dim: int, model: str) -> None:
         from qdrant_client import models as m
@@ -308,7 +324,7 @@ class ServerStore:
     def replace_document(self, document_id: str, points: list[PointData]) -> None:
         from qdrant_client import models as m
 
-        ops = []
+        ops: list[Any] = []
         if points:
             structs = [m.PointStruct(id=p.id, payload=p.payload, vector={
                 DENSE: p.dense.tolist(), SPARSE: m.SparseVector(indices=p.sparse_indices, values=p.sparse_values)})
@@ -346,6 +362,24 @@ class ServerStore:
 
     def close(self) -> None:
         self._client.close()
+
+
+_CLIENT_ERROR_CODES = {"NOT_FOUND", "INVALID_ARGUMENT", "ALREADY_EXISTS", "PERMISSION_DENIED", "UNAUTHENTICATED",
+                       "FAILED_PRECONDITION", "OUT_OF_RANGE"}
+
+
+def _server_answered(exc: Exception) -> bool:
+    """A 4xx (REST) or a client-side gRPC status: the server is reachable and working."""
+    status = getattr(exc, "status_code", None)  # qdrant_client UnexpectedResponse
+    if isinstance(status, int):
+        return 400 <= status < 500 and status != 429
+    code = getattr(exc, "code", None)  # grpc.RpcError
+    if callable(code):
+        try:
+            return getattr(code(), "name", "") in _CLIENT_ERROR_CODES
+        except Exception:
+            return False
+    return False
 
 
 def _short(exc: Exception) -> str:

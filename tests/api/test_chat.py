@@ -98,3 +98,108 @@ def test_empty_collection_answers_honestly(make_client):
     c = make_client(corpus=None)
     body = c.post("/chat", json={"question": "test query", "history": []}).json()
     assert body["sources"] == [] and "could not find" in body["answer"]
+
+
+# --- request path: key before body, honest streaming errors, typed failure reasons
+class FakeLLM:
+    """An LLM backend that answers extractively, or fails (before or after its first token) on demand."""
+
+    name, model = "fake", "fake-llm:1"
+
+    def __init__(self, fail: str | None = None, reason: str = "error", detail: str = "connection refused"):
+        self.fail, self.reason, self.detail = fail, reason, detail
+
+    def stream(self, messages, hits, question):
+        from aegis_rag.errors import DependencyError
+        from aegis_rag.generation import extractive_answer
+
+        if self.fail == "before_first_token":
+            raise DependencyError("llm", self.detail, reason=self.reason)
+        yield extractive_answer(question, hits)
+        if self.fail == "after_first_token":
+            raise DependencyError("llm", self.detail, reason=self.reason)
+
+    def ping(self):
+        pass
+
+
+def sse_events(raw: str) -> list[tuple[str, dict]]:
+    return [(b.split("\n")[0].removeprefix("event: "), json.loads(b.split("\n")[1].removeprefix("data: ")))
+            for b in raw.strip().split("\n\n")]
+
+
+def test_keyless_request_gets_401_before_its_body_is_validated(make_client):
+    c = make_client(corpus=None, api_keys=["s3cret"])
+    for body in ({"question": "", "history": [{"role": "system", "content": "x"}]}, b"{not json"):
+        r = c.post("/chat", **({"json": body} if isinstance(body, dict) else {"content": body}))
+        assert r.status_code == 401, r.text
+        assert r.json() == {"error": "request refused", "detail": "missing or invalid API key"}
+    r = c.post("/chat", json={"question": ""}, headers={"X-API-Key": "s3cret"})
+    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "question"
+
+
+def test_oversized_chat_body_is_refused_with_413_before_it_is_read(make_client):
+    c = make_client(corpus=None, max_question_chars=10, max_history_turns=1, max_message_chars=10)
+    pulled = []
+
+    def body():
+        for _ in range(100):
+            pulled.append(1)
+            yield b" " * 65536
+
+    r = c.post("/chat", content=body(), headers={"Content-Type": "application/json", "Content-Length": "6553600"})
+    assert r.status_code == 413 and "over the limit" in r.json()["detail"]
+    assert pulled == []  # refused on its declared length: nothing was read
+    chunked = (b'{"question": "ok"}' if i == 0 else b" " * 1000 for i in range(10))  # no Content-Length
+    r = c.post("/chat", content=chunked, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and "over the limit" in r.json()["detail"]
+
+
+def test_stream_with_llm_down_and_fail_policy_answers_503_not_an_error_event(make_client):
+    c = make_client(llm_on_failure="fail", service_kwargs={"generator": FakeLLM(fail="before_first_token")})
+    with c.stream("POST", "/chat", json={"question": "Who is on call?", "stream": True}) as r:
+        assert r.status_code == 503
+        assert r.headers["content-type"] == "application/json"
+        body = json.loads(r.read())
+    assert body == {"error": "dependency unavailable", "detail": "connection refused", "dependency": "llm"}
+    assert r.headers["retry-after"] == "5"
+
+
+def test_stream_with_llm_down_degrades_like_the_plain_answer(make_client):
+    c = make_client(service_kwargs={"generator": FakeLLM(fail="before_first_token")})
+    q = {"question": "Who is on call?", "history": []}
+    plain = c.post("/chat", json=q).json()
+    with c.stream("POST", "/chat", json={**q, "stream": True}) as r:
+        assert r.status_code == 200
+        events = sse_events(r.read().decode())
+    assert [name for name, _ in events] == ["token", "sources"]
+    assert events[0][1]["text"] == plain["answer"]
+    final = events[1][1]
+    assert set(final) == set(plain) - {"answer"}
+    assert final["degraded"] is plain["degraded"] is True
+    assert final["mode"] == plain["mode"] == "extractive" and final["sources"] == plain["sources"]
+
+
+def test_llm_failure_after_the_first_token_ends_the_stream_with_an_error_event(make_client):
+    c = make_client(llm_on_failure="fail", service_kwargs={"generator": FakeLLM(fail="after_first_token")})
+    with c.stream("POST", "/chat", json={"question": "Who is on call?", "stream": True}) as r:
+        assert r.status_code == 200
+        events = sse_events(r.read().decode())
+    assert [name for name, _ in events] == ["token", "error"]
+    assert events[1][1] == {"error": "dependency unavailable", "detail": "connection refused", "dependency": "llm"}
+
+
+def test_generation_failures_are_counted_by_their_typed_reason(make_client):
+    from prometheus_client import REGISTRY
+
+    def failures(reason):
+        return REGISTRY.get_sample_value("aegis_generation_failures_total", {"backend": "fake", "reason": reason})
+
+    # wording no longer decides: "exceeded" in an error message is not a timeout
+    busy = FakeLLM(fail="before_first_token", detail="maximum pending requests exceeded")
+    slow = FakeLLM(fail="before_first_token", reason="timeout", detail="no answer in time")
+    for llm, reason in ((busy, "error"), (slow, "timeout")):
+        c = make_client(corpus=None, service_kwargs={"generator": llm})
+        before = failures(reason)
+        assert c.post("/chat", json={"question": "anything"}).json()["degraded"] is True
+        assert failures(reason) == before + 1

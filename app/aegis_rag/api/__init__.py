@@ -10,15 +10,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from prometheus_fastapi_instrumentator import Instrumentator
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import BadDocument, ConfigurationError, DependencyError
 from ..service import RagService
 from ..settings import Settings, get_settings
-from . import documents, health
+from . import health
 from .chat import chat_router
-from .schemas import chat_request_model
+from .documents import documents_router
+from .schemas import InvalidInput, chat_request_model
 
 log = logging.getLogger("aegis_rag")
 
@@ -42,9 +44,11 @@ def create_app(settings: Settings | None = None, service: RagService | None = No
     app = FastAPI(title="Aegis", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.service = service
+    request_model = chat_request_model(settings)
     app.include_router(health.router)
-    app.include_router(chat_router(chat_request_model(settings)))
-    app.include_router(documents.router)
+    app.include_router(chat_router(settings, request_model))
+    app.include_router(documents_router(settings))
+    _true_openapi(app, request_model)
     # HTTP metrics live in the app's own registry, so every app (one per worker; several in tests)
     # records its own; /metrics exposes them with Aegis' stage metrics.
     app.state.http_registry = CollectorRegistry()
@@ -65,7 +69,8 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DependencyError)
     async def dependency_error(request: Request, exc: DependencyError):
         log.warning("%s %s: %s unavailable: %s", request.method, request.url.path, exc.dependency, exc.detail)
-        return _error(exc.status, "dependency unavailable", exc.detail, exc.dependency, {"Retry-After": "5"})
+        retry_after = getattr(exc, "retry_after_header", "5")  # an open circuit knows the cool-down left
+        return _error(exc.status, "dependency unavailable", exc.detail, exc.dependency, {"Retry-After": retry_after})
 
     @app.exception_handler(ConfigurationError)
     async def configuration_error(request: Request, exc: ConfigurationError):
@@ -73,8 +78,7 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(BadDocument)
     async def bad_document(request: Request, exc: BadDocument):
-        status = 413 if "over the limit" in str(exc) else 415 if "unsupported" in str(exc).lower() else 400
-        return _error(status, "bad document", str(exc))
+        return _error(exc.status, "bad document", str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_input(request: Request, exc: RequestValidationError):
@@ -92,6 +96,39 @@ def _error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _error(500, "internal error", "an unexpected error occurred; details are in the server log")
+
+
+def _true_openapi(app: FastAPI, request_model: type[BaseModel]) -> None:
+    """/openapi.json as the API behaves: the /chat request model (its body is read by hand, see chat.py)
+    and the app's own 422 body instead of FastAPI's default."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        doc = app.openapi_schema
+        if doc is None:
+            doc = generate()
+            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            request_schema = request_model.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(request_schema.pop("$defs", {}))
+            schemas[request_model.__name__] = request_schema
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
+            _replace_refs(doc, "#/components/schemas/HTTPValidationError",
+                          f"#/components/schemas/{InvalidInput.__name__}")
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _replace_refs(node, old: str, new: str) -> None:
+    if isinstance(node, dict):
+        if node.get("$ref") == old:
+            node["$ref"] = new
+        for value in node.values():
+            _replace_refs(value, old, new)
+    elif isinstance(node, list):
+        for value in node:
+            _replace_refs(value, old, new)
 
 
 def app_factory() -> FastAPI:

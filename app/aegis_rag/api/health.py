@@ -1,28 +1,47 @@
-"""Liveness (no dependency calls), readiness (every dependency, with timings), Prometheus metrics."""
+"""Liveness (no dependency calls), readiness (every dependency, with timings), Prometheus metrics.
+
+/health is async and does no I/O, so it answers even when every pool thread waits on a hung dependency.
+/ready runs its probes on its own small pool, not the request pool /chat uses, and concurrent /ready
+requests share one probe run.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 router = APIRouter()
+_READINESS_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="aegis-readiness")
 
 
 @router.get("/health")
-def health():
+async def health():
     return {"status": "ok"}
 
 
 @router.get("/ready")
-def ready(request: Request):
-    report = request.app.state.service.readiness()
+async def ready(request: Request):
+    report = await asyncio.wrap_future(_readiness_run(request.app))
     return JSONResponse(report, status_code=200 if report["status"] == "ready" else 503)
 
 
-@router.get("/metrics")
+def _readiness_run(app: FastAPI) -> Future:
+    """The probe run in flight for this app, or a new one (runs on the event loop thread: no lock needed)."""
+    running = getattr(app.state, "readiness_run", None)
+    if running is None or running.done():
+        running = _READINESS_POOL.submit(app.state.service.readiness)
+        app.state.readiness_run = running
+    return running
+
+
+# Documented as what it is: Prometheus text exposition, not JSON.
+@router.get("/metrics", response_class=PlainTextResponse, responses={200: {
+    "description": "Prometheus text exposition format (every Aegis and HTTP metric)"}})
 def metrics(request: Request):
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # several workers: aggregate every worker's files
         from prometheus_client import multiprocess

@@ -1,12 +1,20 @@
-"""Request and response models. Size limits come from settings, so the models are built per app."""
+"""Request and response models. Size limits come from settings, so the request model is built per app.
+
+The /chat answer is `service.ChatResult` itself (one definition); the API serialises it without a
+second validation.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, TypeAdapter, create_model
 
+from ..service import ChatResult
 from ..settings import Settings
+
+ChatResponse = ChatResult
+CHAT_RESPONSE = TypeAdapter(ChatResult)
 
 
 class Turn(BaseModel):
@@ -14,27 +22,47 @@ class Turn(BaseModel):
     content: str
 
 
-class Source(BaseModel):
-    document: str | None
-    section: str | None
-    chunk_id: str | None
-    score: float
-    text: str | None
-
-
-class ChatResponse(BaseModel):
-    answer: str
-    sources: list[Source]
-    model: str
-    mode: Literal["generated", "extractive"]
-    degraded: bool
-    timings_ms: dict
-
-
 class ErrorResponse(BaseModel):
     error: str
     detail: str
     dependency: str | None = None
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class InvalidInput(BaseModel):
+    """422: the request body or parameters do not match the documented model."""
+
+    error: Literal["invalid input"]
+    detail: str
+    fields: list[FieldError]
+
+
+class UploadResult(BaseModel):
+    id: str
+    document: str
+    status: Literal["created", "updated", "unchanged"]
+    chunks: int | None
+
+
+class DocumentInfo(BaseModel):
+    id: str
+    document: str
+    content_hash: str
+    chunks: int
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentInfo]
+    count: int
+
+
+class Deleted(BaseModel):
+    id: str
+    status: Literal["deleted"]
 
 
 def chat_request_model(s: Settings) -> type[BaseModel]:
@@ -44,6 +72,32 @@ def chat_request_model(s: Settings) -> type[BaseModel]:
         "ChatRequest",
         question=(str, Field(min_length=1, max_length=s.max_question_chars, pattern=r"\S")),
         history=(list[turn], Field(default_factory=list, max_length=s.max_history_turns)),
-        top_k=(int | None, Field(None, ge=1, le=50)),
+        top_k=(int | None, Field(None, ge=1, le=50)),  # type: ignore[arg-type]  # pydantic accepts unions here
         stream=(bool, False),
     )
+
+
+def chat_body_limit(s: Settings) -> int:
+    """Largest /chat body that can still be valid: every character JSON-escaped (up to 12 bytes, a
+    surrogate pair), plus room for the keys and punctuation."""
+    chars = s.max_question_chars + s.max_history_turns * s.max_message_chars
+    return 12 * chars + 64 * s.max_history_turns + 1024
+
+
+# --- OpenAPI fragments for what the routes answer beyond their 200
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    described = {400: "the document cannot be read (corrupt, empty, malformed upload)",
+                 401: "missing or invalid API key",
+                 404: "no such document",
+                 413: "request body or upload over the limit",
+                 415: "unsupported file type",
+                 422: "invalid input",
+                 503: "a dependency is unavailable (retry after the Retry-After header)"}
+    return {s: {"model": InvalidInput if s == 422 else ErrorResponse, "description": described[s]}
+            for s in statuses}
+
+
+SSE_DESCRIPTION = (
+    "With `stream: true`, Server-Sent Events: `token` events (`{\"text\": ...}`), then one `sources` event "
+    "with every field of the JSON answer but `answer`; an LLM failure after the first token ends the stream "
+    "with an `error` event (`{\"error\", \"detail\", \"dependency\"}`) instead.")

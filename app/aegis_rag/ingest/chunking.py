@@ -2,9 +2,11 @@
 
 The document is split into top-level blocks (markdown-it's block parser gives each block's source
 lines). Headings build the section path ("Guide > Install > Debian"); other blocks are packed into
-chunks of at most `max_chars` within one section. Tables and fenced code blocks are never cut: one
-that is larger than `max_chars` becomes a chunk of its own. Long paragraphs and lists are split at
-sentence or line boundaries.
+chunks of at most `max_chars` within one section. No chunk is longer than `max_chars`: a table
+larger than that is split by rows, each part repeating the header row and separator; a fenced code
+block is split by lines, each part keeping its opening fence (with the language) and closing fence;
+long paragraphs and lists are split at line, then sentence boundaries. A single line that is still
+too long is cut.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from dataclasses import dataclass
 
 from markdown_it import MarkdownIt
 
-_MD = MarkdownIt("commonmark").enable("table")
-_WHOLE = {"table_open", "fence", "code_block"}
+_MD = MarkdownIt("commonmark").enable("table").disable("inline")  # block structure is all chunking needs
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_FENCE = re.compile(r"(\s*)(`{3,}|~{3,})")
 
 
 @dataclass
@@ -30,7 +32,7 @@ class Chunk:
 class _Block:
     section: str | None
     text: str
-    whole: bool  # never split
+    kind: str  # markdown-it token type: "table_open", "fence", "code_block", "paragraph_open", ...
 
 
 def _blocks(markdown: str, title: str | None) -> list[_Block]:
@@ -50,7 +52,7 @@ def _blocks(markdown: str, title: str | None) -> list[_Block]:
             continue  # comments only
         if text.strip():
             section = " > ".join(t for _, t in path if t) or title
-            blocks.append(_Block(section, text, tok.type in _WHOLE))
+            blocks.append(_Block(section, text, tok.type))
     return blocks
 
 
@@ -76,9 +78,69 @@ def _split(text: str, max_chars: int) -> list[str]:
     return pieces
 
 
+def _cut(line: str, size: int) -> list[str]:
+    return [line[i:i + size] for i in range(0, len(line), size)] or [""]
+
+
+def _pack_lines(lines: list[str], max_chars: int) -> list[str]:
+    """Join lines (blank ones kept) into pieces of at most max_chars; longer lines are cut."""
+    pieces: list[str] = []
+    current: list[str] = []
+    size = -1  # length of "\n".join(current)
+    for line in lines:
+        for part in _cut(line, max_chars):
+            if current and size + 1 + len(part) > max_chars:
+                pieces.append("\n".join(current))
+                current, size = [], -1
+            current.append(part)
+            size += 1 + len(part)
+    if current:
+        pieces.append("\n".join(current))
+    return pieces
+
+
+def _split_framed(head: list[str], body: list[str], tail: list[str], max_chars: int) -> list[str]:
+    """Split body lines into parts of at most max_chars, each framed by the head and tail lines."""
+    frame = sum(len(line) + 1 for line in head + tail)  # frame lines and their line breaks
+    room = max_chars - frame
+    if room < max(1, max_chars // 4):  # the frame would crowd out the content: split plainly
+        return _pack_lines(head + body + tail, max_chars)
+    return ["\n".join(head + [piece] + tail) for piece in _pack_lines(body, room)]
+
+
+def _split_table(text: str, max_chars: int) -> list[str]:
+    lines = text.split("\n")
+    return _split_framed(lines[:2], lines[2:], [], max_chars)
+
+
+def _split_fence(text: str, max_chars: int) -> list[str]:
+    lines = text.split("\n")
+    opening = lines[0]
+    fence = _FENCE.match(opening)
+    marker = fence.group(2) if fence else "```"
+    last = lines[-1].strip()
+    closed = len(lines) > 1 and last.startswith(marker) and not last.strip(marker[0])
+    body = lines[1:-1] if closed else lines[1:]
+    closing = lines[-1] if closed else (fence.group(1) if fence else "") + marker  # an unclosed fence gets one
+    return _split_framed([opening], body, [closing], max_chars)
+
+
+def _split_block(block: _Block, max_chars: int) -> list[str]:
+    if block.kind == "table_open":
+        return _split_table(block.text, max_chars)
+    if block.kind == "fence":
+        return _split_fence(block.text, max_chars)
+    if block.kind == "code_block":
+        return _pack_lines(block.text.split("\n"), max_chars)
+    return _split(block.text, max_chars)
+
+
 def chunk_markdown(markdown: str, title: str | None = None, max_chars: int = 1200) -> list[Chunk]:
+    if max_chars < 1:
+        raise ValueError(f"max_chars must be at least 1, got {max_chars}")
     chunks: list[Chunk] = []
-    section, buf = None, []
+    section: str | None = None
+    buf: list[str] = []
 
     def flush():
         if buf:
@@ -92,7 +154,7 @@ def chunk_markdown(markdown: str, title: str | None = None, max_chars: int = 120
         size = sum(len(b) + 2 for b in buf)
         if len(block.text) > max_chars:
             flush()
-            for piece in [block.text] if block.whole else _split(block.text, max_chars):
+            for piece in _split_block(block, max_chars):
                 chunks.append(Chunk(len(chunks), section, piece))
             continue
         if buf and size + len(block.text) > max_chars:
