@@ -2,13 +2,21 @@
 SHELL := /bin/bash
 VENV := .venv/bin
 
-.PHONY: demo test stop setup setup-dev bench
+.PHONY: demo test lint stop setup setup-dev bench
 
 demo: setup
 	scripts/demo.sh
 
 test: setup-dev
+	$(MAKE) --no-print-directory lint
 	$(VENV)/python -m pytest tests
+
+# The gate CI runs before the tests: ruff, mypy on app/, yamllint, ansible-lint (production profile).
+lint: setup-dev
+	$(VENV)/ruff check .
+	$(VENV)/mypy
+	$(VENV)/yamllint --strict .
+	PATH="$(CURDIR)/.venv/bin:$$PATH" ansible-lint --profile production  # config: .ansible-lint, whole repository
 
 stop:
 	scripts/demo.sh stop
@@ -25,3 +33,4 @@ bench: setup-dev
 	$(VENV)/python -m bench.bench_ingest
 	$(VENV)/python -m bench.bench_health_check
 	$(VENV)/python -m bench.bench_restore
+	$(VENV)/python -m bench.bench_memory
