@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +28,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from tests.stack import free_port
+from bench.server import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,23 +71,6 @@ def build_collection(data_dir: Path, size: int, seed: int = 7) -> int:
     service.close()
     return count
 
-
-
-def serve(data_dir: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = dict(os.environ, AEGIS_DATA_DIR=str(data_dir), AEGIS_PORT=str(port), AEGIS_LOG_LEVEL="warning")
-    proc = subprocess.Popen([sys.executable, "-m", "aegis_rag.cli", "serve"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("API did not become ready")
 
 
 def percentiles(ms: list[float]) -> dict:

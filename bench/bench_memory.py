@@ -18,19 +18,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-from tests.stack import free_port
+from bench.server import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 CHUNKS_PER_BATCH = 64
@@ -77,30 +74,9 @@ def memory(pid: int) -> dict:
             "torch_mapped": "libtorch_cpu" in maps}
 
 
-def serve(data_dir: Path, extra_env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = dict(os.environ, AEGIS_DATA_DIR=str(data_dir), AEGIS_PORT=str(port), AEGIS_LOG_LEVEL="warning",
-               **extra_env)
-    proc = subprocess.Popen([sys.executable, "-m", "aegis_rag.cli", "serve"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"aegis-rag serve exited with {proc.returncode} during start-up")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("aegis-rag serve did not answer /health within 900 s")
-
-
 def one_life(data_dir: Path, docs: list[bytes], idle_s: float, extra_env: dict[str, str]) -> dict:
     """Start the server, take it through every stage, stop it; memory after each stage."""
-    proc, url = serve(data_dir, extra_env)
+    proc, url = serve(data_dir, extra_env, wait_for="/health")
     stages = {}
     try:
         with httpx.Client(base_url=url, timeout=600) as client:
