@@ -72,7 +72,7 @@ def chat_request_model(s: Settings) -> type[BaseModel]:
         "ChatRequest",
         question=(str, Field(min_length=1, max_length=s.max_question_chars, pattern=r"\S")),
         history=(list[turn], Field(default_factory=list, max_length=s.max_history_turns)),
-        top_k=(int | None, Field(None, ge=1, le=50)),  # type: ignore[arg-type]  # pydantic accepts unions here
+        top_k=(int | None, Field(None, ge=1, le=50)),
         stream=(bool, False),
     )
 
