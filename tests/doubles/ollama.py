@@ -27,6 +27,11 @@ Scheduler: ``--num-parallel`` (OLLAMA_NUM_PARALLEL, 1) requests run, ``--max-que
 512) wait; beyond that generate/chat/embed answer 503 with the server's "server busy" message.
 ``--token-delay-ms`` paces streamed tokens.
 
+``ollama.py serve`` starts it as the real binary's ``ollama serve`` does, from the environment alone:
+``OLLAMA_HOST`` (``[scheme://]host[:port]``, default 127.0.0.1:11434), ``OLLAMA_MODELS`` (where pulled
+models are remembered, default ``~/.ollama/models``), ``OLLAMA_NUM_PARALLEL``, ``OLLAMA_MAX_QUEUE``; no model
+is preloaded. The role tests' stand-in ``ollama`` binary (molecule/standins/ollama.py) runs this.
+
 Control (never faulted, like /_faults): ``GET /_control`` (state), ``POST /_control/registry``
 ``{model: spec | null}``, ``POST /_control/install {model: spec}``, ``POST /_control/settings``
 ``{num_parallel, max_queue, token_delay_ms, version}``, ``POST /_control/reset`` (registry, installed
@@ -50,9 +55,11 @@ import hashlib
 import json
 import os
 import re
+import sys
 import time
 import zlib
 from datetime import UTC, datetime
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -658,9 +665,52 @@ def build_app(data_dir: Path | None = None, preload: list[str] | None = None, nu
     return app
 
 
+def ollama_host(value: str | None) -> tuple[str, int]:
+    """(host, port) of OLLAMA_HOST as Ollama reads it: ``[scheme://]host[:port]``, IPv6 in brackets."""
+    value = (value or "").strip()
+    scheme, _, rest = value.rpartition("://")
+    rest = rest.split("/", 1)[0]
+    default_port = {"http": 80, "https": 443}.get(scheme.lower(), 11434)
+    if rest.startswith("["):
+        host, _, tail = rest[1:].partition("]")
+        port = tail.removeprefix(":")
+    else:
+        host, _, port = rest.rpartition(":") if ":" in rest else (rest, "", "")
+    try:
+        return host or "127.0.0.1", int(port) if port else default_port
+    except ValueError:
+        raise SystemExit(f"OLLAMA_HOST={value!r}: the port is not a number") from None
+
+
+def serve_from_environment(environ: Mapping[str, str]) -> dict:
+    """Arguments of build_app and uvicorn for `ollama serve`, read from the OLLAMA_* environment."""
+    host, port = ollama_host(environ.get("OLLAMA_HOST"))
+    models = environ.get("OLLAMA_MODELS") or str(Path.home() / ".ollama" / "models")
+    try:
+        num_parallel = int(environ.get("OLLAMA_NUM_PARALLEL") or 1)
+        max_queue = int(environ.get("OLLAMA_MAX_QUEUE") or 512)
+    except ValueError as exc:
+        raise SystemExit(f"OLLAMA_NUM_PARALLEL and OLLAMA_MAX_QUEUE must be integers: {exc}") from None
+    return {"host": host, "port": port, "data_dir": Path(models), "num_parallel": num_parallel,
+            "max_queue": max_queue}
+
+
+def serve(environ: Mapping[str, str]) -> None:
+    """`ollama serve`: the double configured like the real server, from its environment."""
+    import uvicorn
+
+    conf = serve_from_environment(environ)
+    app = build_app(conf["data_dir"], [], conf["num_parallel"], conf["max_queue"])
+    uvicorn.run(app, host=conf["host"], port=conf["port"], log_level="warning", lifespan="off",
+                timeout_graceful_shutdown=1)
+
+
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["serve"]:
+        serve(os.environ)
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=11434)
