@@ -68,13 +68,14 @@ class Deleted(BaseModel):
 def chat_request_model(s: Settings) -> type[BaseModel]:
     turn = create_model("HistoryTurn", __base__=Turn,
                         content=(str, Field(max_length=s.max_message_chars)))
-    return create_model(
-        "ChatRequest",
-        question=(str, Field(min_length=1, max_length=s.max_question_chars, pattern=r"\S")),
-        history=(list[turn], Field(default_factory=list, max_length=s.max_history_turns)),
-        top_k=(int | None, Field(None, ge=1, le=50)),
-        stream=(bool, False),
-    )
+    # Field definitions built at run time: typed as a plain mapping, which create_model takes as is.
+    fields: dict[str, Any] = {
+        "question": (str, Field(min_length=1, max_length=s.max_question_chars, pattern=r"\S")),
+        "history": (list[turn], Field(default_factory=list, max_length=s.max_history_turns)),
+        "top_k": (int | None, Field(None, ge=1, le=50)),
+        "stream": (bool, False),
+    }
+    return create_model("ChatRequest", **fields)
 
 
 def chat_body_limit(s: Settings) -> int:
