@@ -4,7 +4,13 @@
 Run it: ``python -m tests.doubles.qdrant --port 6333 [--api-key K] [--data-dir D]``, or copy this file
 with its siblings qdrant_store.py (storage), qdrant_validation.py (request checks), qdrant_snapshots.py
 (snapshots) and faults.py to a host and run ``python3 qdrant.py ...``; it needs qdrant-client, starlette,
-uvicorn, python-multipart and httpx.
+uvicorn, python-multipart and httpx (and pyyaml for ``--config-path``).
+
+It also starts as the real binary does (molecule/standins/qdrant.py packs it so): ``--config-path FILE``
+(service.host/http_port/api_key, storage.storage_path/snapshots_path; QDRANT__SECTION__KEY variables win over
+the file), ``--uri``, ``--bootstrap`` and ``--disable-telemetry`` (accepted and logged). Its own flags win
+over both. It prints ``Qdrant HTTP listening on PORT`` once serving, and binds the gRPC port (and the p2p
+port with cluster.enabled) without serving them; ``read_only_api_key`` is read but not enforced.
 
 Storage is qdrant-client's local mode (``QdrantClient(path=...)``): Qdrant's own in-process engine for
 development, so filters, dense/sparse (IDF) search, prefetch + RRF fusion, facets, counts and scrolls
@@ -739,31 +745,108 @@ def _validate_priority(value: str | None, where: str) -> None:
 
 
 def build_app(data_dir: Path, api_key: str | None = None, optimize_seconds: float = 1.0,
-              large_upsert: int = 1000):
+              large_upsert: int = 1000, snapshots_dir: Path | None = None):
     """The double wrapped with fault injection (control path /_faults)."""
     double = QdrantDouble(Path(data_dir), api_key=api_key, optimize_seconds=optimize_seconds,
                           large_upsert=large_upsert)
+    if snapshots_dir is not None:  # storage.snapshots_path: snapshots live outside the storage directory
+        double.store.snapshots_dir = Path(snapshots_dir)
+        double.store.snapshots_dir.mkdir(parents=True, exist_ok=True)
     app = faults.with_faults(double)
     app.double = double
     return app
+
+
+# -- start-up as the real binary: `qdrant --config-path FILE [--uri URI] [--bootstrap URI]` ---------------
+def read_config(path: str | None, environ: dict[str, str]) -> dict:
+    """config.yaml as the server reads it: the file, then QDRANT__SECTION__KEY variables over it."""
+    import yaml
+
+    config: dict = {}
+    if path:
+        with open(path, encoding="utf-8") as file:
+            config = yaml.safe_load(file) or {}
+    for name, value in environ.items():
+        keys = name.lower().split("__")
+        if keys[0] != "qdrant" or len(keys) < 3:
+            continue
+        node = config
+        for key in keys[1:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = yaml.safe_load(value) if value else value
+    return config
+
+
+def server_options(args: argparse.Namespace, config: dict) -> dict:
+    """Where and how to serve: this double's own flags first, then the configuration, then defaults."""
+    service, storage = config.get("service") or {}, config.get("storage") or {}
+    cluster = config.get("cluster") or {}
+    return {
+        "host": args.host or service.get("host") or "127.0.0.1",
+        "port": int(args.port or service.get("http_port") or 6333),
+        "api_key": args.api_key or service.get("api_key") or None,
+        "read_only_api_key": service.get("read_only_api_key") or None,
+        "data_dir": Path(args.data_dir or storage.get("storage_path") or "./qdrant-double-data"),
+        "snapshots_dir": Path(storage["snapshots_path"]) if storage.get("snapshots_path") else None,
+        "idle_ports": idle_ports(args.config_path, service, cluster),
+    }
+
+
+def idle_ports(config_path: str | None, service: dict, cluster: dict) -> list[int]:
+    """The gRPC port (started from a config file) and the p2p port (cluster enabled): bound as on the real
+    server, so they are taken, but not served (the double has no gRPC and no consensus)."""
+    ports = [int(service.get("grpc_port") or 6334)] if config_path else []
+    if cluster.get("enabled"):
+        ports.append(int((cluster.get("p2p") or {}).get("port") or 6335))
+    return ports
+
+
+def hold_ports(host: str, ports: list[int]) -> list:
+    import socket
+
+    return [socket.create_server((host, port)) for port in ports]
+
+
+def announce_when_listening(server, port: int) -> None:
+    """Prints the real server's start-up line once the port accepts connections."""
+    def wait():
+        while not server.started:
+            time.sleep(0.05)
+        print(f"Qdrant HTTP listening on {port}", flush=True)
+    threading.Thread(target=wait, daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=6333)
+    ap.add_argument("--config-path", help="a Qdrant config.yaml, read as the real server reads it")
+    ap.add_argument("--uri", default=os.environ.get("QDRANT_URI"), help="this peer's p2p URI (logged only)")
+    ap.add_argument("--bootstrap", default=os.environ.get("QDRANT_BOOTSTRAP"),
+                    help="a peer to join (logged only: no distributed mode)")
+    ap.add_argument("--disable-telemetry", action="store_true", help="accepted; the double sends none")
+    ap.add_argument("--host", help="listen address (default: service.host, else 127.0.0.1)")
+    ap.add_argument("--port", type=int, help="REST port (default: service.http_port, else 6333)")
     ap.add_argument("--api-key", default=os.environ.get("QDRANT__SERVICE__API_KEY") or None)
-    ap.add_argument("--data-dir", default="./qdrant-double-data")
+    ap.add_argument("--data-dir", help="storage (default: storage.storage_path, else ./qdrant-double-data)")
     ap.add_argument("--optimize-seconds", type=float, default=1.0,
                     help="how long a collection stays yellow after an optimisation trigger")
     ap.add_argument("--large-upsert", type=int, default=1000,
                     help="an upsert of at least this many points triggers an optimisation (0: never)")
     args = ap.parse_args(argv)
-    app = build_app(Path(args.data_dir), args.api_key, args.optimize_seconds, args.large_upsert)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", lifespan="off",
-                timeout_graceful_shutdown=1)
+    options = server_options(args, read_config(args.config_path, dict(os.environ)))
+    print(f"Qdrant double {VERSION}: config {args.config_path or '-'}, uri {args.uri or '-'}, "
+          f"bootstrap {args.bootstrap or '-'}, storage {options['data_dir']}, read-only key "
+          f"{'set (not enforced by the double)' if options['read_only_api_key'] else 'unset'}", flush=True)
+    held = hold_ports(options["host"], options["idle_ports"])
+    app = build_app(options["data_dir"], options["api_key"], args.optimize_seconds, args.large_upsert,
+                    options["snapshots_dir"])
+    server = uvicorn.Server(uvicorn.Config(app, host=options["host"], port=options["port"], log_level="warning",
+                                           lifespan="off", timeout_graceful_shutdown=1))
+    announce_when_listening(server, options["port"])
+    server.run()
+    for sock in held:
+        sock.close()
 
 
 if __name__ == "__main__":
