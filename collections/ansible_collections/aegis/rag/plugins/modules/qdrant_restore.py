@@ -277,6 +277,7 @@ class Restore:
         self.result.update(key=key, size=head.get("ContentLength"), sha256=sha,
                            expected_points_count=backup.metadata_points(head))
         return key, sha
+
     def plan(self, key, info):
         """The steps to run, after checking the target may be overwritten."""
         points = count_points(self.qdrant, self.collection) if info is not None else 0

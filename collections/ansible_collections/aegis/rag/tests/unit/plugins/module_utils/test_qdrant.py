@@ -53,9 +53,8 @@ def test_vector_differences_are_listed():
     found = vector_mismatches(NAMED, wanted, None)
     assert "vectors.dense.size is 384, wanted 768" in found
     assert "vectors.dense.distance is 'Cosine', wanted 'Dot'" in found
-    assert vector_mismatches(NAMED, normalize_vectors({"dense": {"size": 384, "distance": "cosine",
-                                                                  "on_disk": True}}), None) == \
-        ["vectors.dense.on_disk is False, wanted True"]
+    on_disk = normalize_vectors({"dense": {"size": 384, "distance": "cosine", "on_disk": True}})
+    assert vector_mismatches(NAMED, on_disk, None) == ["vectors.dense.on_disk is False, wanted True"]
 
 
 def test_vector_names_and_shape_differences():
