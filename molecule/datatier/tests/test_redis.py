@@ -1,15 +1,15 @@
-"""Verify aegis.rag.redis on the converged host (testinfra over the podman connection)."""
+"""Verify aegis.rag.redis on the data host of the data-tier fleet (testinfra over the podman connection)."""
 
 from pathlib import Path
 
 import pytest
 import yaml
 
-testinfra_hosts = ["podman://aegis-redis"]
+testinfra_hosts = ["podman://aegis-data"]
 
 HOST_VARS = yaml.safe_load((Path(__file__).parents[1] / "molecule.yml").read_text())["provisioner"][
     "inventory"
-]["host_vars"]["aegis-redis"]
+]["group_vars"]["redis"]
 PORT = HOST_VARS["redis_port"]
 PASSWORD = HOST_VARS["redis_password"]
 

@@ -1,4 +1,4 @@
-"""Verify aegis.rag.ollama on the converged hosts (testinfra over the podman connection)."""
+"""Verify aegis.rag.ollama on the two Ollama hosts of the data-tier fleet (testinfra over the podman connection)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import yaml
 testinfra_hosts = ["podman://aegis-ollama", "podman://aegis-ollama-gpu"]
 
 INVENTORY = yaml.safe_load((Path(__file__).parents[1] / "molecule.yml").read_text())["provisioner"]["inventory"]
-MODELS = [m["name"] for m in INVENTORY["group_vars"]["all"]["ollama_models"]]
+MODELS = [m["name"] for m in INVENTORY["group_vars"]["ollama"]["ollama_models"]]
 GPU_HOST = "aegis-ollama-gpu"
 RECORDED_GPU_UUIDS = "GPU-5d2c9c3e-4f0b-8b8e-1a0c-3a7b3c1b2f10,GPU-8e0f1d2a-77c1-4b7e-9a0e-0c4f1b2d3e4f"
 ENV_FILE = "/etc/ollama/ollama.env"
