@@ -171,3 +171,47 @@ def metadata_points(head):
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def backup_entries(objects, prefix, collection):
+    """The backups of `collection` among S3 listing entries (dicts with Key, Size, LastModified), newest
+    first as `choose_backup` orders them: dicts with key, date (YYYYMMDD), size and last_modified (ISO, UTC).
+    Keys not laid out as `<prefix>/<collection>/<YYYYMMDD>/<name>` are ignored."""
+    base = collection_prefix(prefix, collection)
+    ranked = []
+    for obj in objects:
+        key = obj.get("Key", "")
+        rest = key[len(base):].split("/") if key.startswith(base) else []
+        if len(rest) != 2 or not _DATE_RE.match(rest[0]) or not rest[1]:
+            continue
+        modified = obj.get("LastModified")
+        stamp = modified.timestamp() if hasattr(modified, "timestamp") else 0
+        entry = {"key": key, "date": rest[0], "size": obj.get("Size"),
+                 "last_modified": modified.astimezone(datetime.timezone.utc).isoformat()
+                 if hasattr(modified, "astimezone") else None}
+        ranked.append(((rest[0], stamp, rest[1]), entry))
+    return [entry for _rank, entry in sorted(ranked, key=lambda r: r[0], reverse=True)]
+
+
+def backup_age_seconds(date, now=None):
+    """Age of a backup dated `date` (YYYYMMDD), counted from the end of that day (UTC): a backup of
+    today is 0 seconds old, so `max_age: 7d` keeps seven whole days of backups."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    day_end = datetime.datetime.strptime(date, "%Y%m%d").replace(tzinfo=datetime.timezone.utc) \
+        + datetime.timedelta(days=1)
+    return max(0, int((now - day_end).total_seconds()))
+
+
+def select_backups_for_prune(entries, keep_last=None, max_age=None, now=None):
+    """Keys of the backups to delete among `entries` (as `backup_entries` returns them, newest first),
+    oldest first. A backup is kept when it is among the `keep_last` newest OR younger than `max_age`
+    seconds (see `backup_age_seconds`); with one rule only that rule applies, with neither nothing goes."""
+    if keep_last is None and max_age is None:
+        return []
+    doomed = []
+    for rank, entry in enumerate(entries):
+        kept_by_count = keep_last is not None and rank < keep_last
+        kept_by_age = max_age is not None and backup_age_seconds(entry["date"], now) < max_age
+        if not (kept_by_count or kept_by_age):
+            doomed.append(entry["key"])
+    return list(reversed(doomed))

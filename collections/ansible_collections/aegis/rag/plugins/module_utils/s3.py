@@ -81,6 +81,11 @@ def list_objects(client, bucket, prefix):
     return out
 
 
+def delete_object(client, bucket, key):
+    """Delete one object (S3 answers success for a key that is already gone)."""
+    client.delete_object(Bucket=bucket, Key=key)
+
+
 def download_to_file(client, bucket, key, fileobj, chunk=CHUNK):
     """Stream an object into an open binary file; returns (bytes written, sha256 hex)."""
     digest = hashlib.sha256()

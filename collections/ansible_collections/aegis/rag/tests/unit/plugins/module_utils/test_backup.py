@@ -177,3 +177,35 @@ def test_backup_metadata_round_trip():
     assert backup.metadata_sha256(head) == "ab" * 32 and backup.metadata_points(head) == 12840
     assert backup.metadata_sha256(None) is None and backup.metadata_points({"Metadata": {}}) is None
     assert backup.metadata_points({"Metadata": {"points-count": "many"}}) is None
+
+
+def listing_entry(key, day_hour):
+    return {"Key": key, "Size": 10, "LastModified": dt.datetime(2025, 2, 1, day_hour, tzinfo=UTC)}
+
+
+def test_backup_entries_keep_only_the_layout_newest_first():
+    objects = [listing_entry("qdrant/h1/docs/20250130/a.snapshot", 1),
+               listing_entry("qdrant/h1/docs/20250131/b.snapshot", 2),
+               listing_entry("qdrant/h1/docs/20250131/c.snapshot", 3),
+               listing_entry("qdrant/h1/docs/notes.txt", 4),
+               listing_entry("qdrant/h1/docs2/20250131/d.snapshot", 5)]
+    entries = backup.backup_entries(objects, "qdrant/h1", "docs")
+    assert [e["key"].rsplit("/", 1)[-1] for e in entries] == ["c.snapshot", "b.snapshot", "a.snapshot"]
+    assert entries[0] == {"key": "qdrant/h1/docs/20250131/c.snapshot", "date": "20250131", "size": 10,
+                          "last_modified": "2025-02-01T03:00:00+00:00"}
+
+
+def test_backup_age_counts_from_the_end_of_the_day():
+    assert backup.backup_age_seconds("20250201", now=NOW) == 0
+    assert backup.backup_age_seconds("20250131", now=NOW) == 12 * 3600
+    assert backup.backup_age_seconds("20250125", now=NOW) == 6 * 86400 + 12 * 3600
+
+
+def test_select_backups_for_prune_either_rule_keeps():
+    entries = [{"key": k, "date": d} for k, d in
+               (("k5", "20250201"), ("k4", "20250130"), ("k3", "20250125"), ("k2", "20250101"), ("k1", "20241201"))]
+    week = 7 * 86400
+    assert backup.select_backups_for_prune(entries, keep_last=2, now=NOW) == ["k1", "k2", "k3"]
+    assert backup.select_backups_for_prune(entries, max_age=week, now=NOW) == ["k1", "k2"]
+    assert backup.select_backups_for_prune(entries, keep_last=4, max_age=week, now=NOW) == ["k1"]
+    assert backup.select_backups_for_prune(entries, now=NOW) == []

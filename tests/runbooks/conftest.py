@@ -1,0 +1,82 @@
+"""Harness of the runbook tests: the collection's playbooks run through the real `ansible-playbook`
+against the Qdrant double and moto S3 on loopback.
+
+Every inventory host is in the `qdrant` group with a local connection and `aegis_runbook_qdrant_url`
+pointing at a Qdrant double, so the plays run exactly as on a fleet (API calls delegated to the
+controller). Each run writes its report into a fresh directory; `Run.report` is the JSON report and
+`Run.markdown` the Markdown one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.collection.conftest import COLLECTIONS, VENV_BIN, ansible_env
+
+PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+
+
+@dataclass
+class Run:
+    rc: int
+    stdout: str
+    stderr: str
+    report: dict
+    markdown: str
+
+    def describe(self) -> str:
+        return f"rc={self.rc}\nstdout:\n{self.stdout[-8000:]}\nstderr:\n{self.stderr[-3000:]}"
+
+    def host(self, name: str = "qdrant-a") -> dict:
+        return self.report["hosts"][name]
+
+
+@pytest.fixture
+def run_playbook(tmp_path, qdrant, s3):
+    """run_playbook(name, hosts={inventory name: qdrant service}, check=False, expect_failure=False,
+    **extra_vars) -> Run, for playbooks/<name>.yml (the thin wrapper, so the import is tested too).
+    The S3 connection and the Qdrant api key are passed as the playbooks' variables."""
+    counter = {"n": 0}
+
+    def run(name: str, hosts: dict | None = None, check: bool = False, diff: bool = True,
+            expect_failure: bool = False, **extra_vars) -> Run:
+        counter["n"] += 1
+        workdir = tmp_path / f"run{counter['n']}"
+        reports = workdir / "reports"
+        workdir.mkdir()
+        inventory = {"all": {"children": {"qdrant": {"hosts": {
+            host: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                   "aegis_runbook_qdrant_url": service.url,
+                   "aegis_runbook_qdrant_api_key": service.api_key or ""}
+            for host, service in (hosts or {"qdrant-a": qdrant}).items()}}}}}
+        (workdir / "hosts.yml").write_text(yaml.safe_dump(inventory))
+        variables = {"aegis_report_dir": str(reports), "aegis_backup_s3_endpoint_url": s3.endpoint_url,
+                     "aegis_backup_s3_region": s3.region, "aegis_backup_s3_access_key": s3.access_key,
+                     "aegis_backup_s3_secret_key": s3.secret_key, **extra_vars}
+        (workdir / "vars.json").write_text(json.dumps(variables))
+        cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(workdir / "hosts.yml"), "-e", f"@{workdir / 'vars.json'}",
+               str(PLAYBOOKS / f"{name}.yml")]
+        cmd += ["--check"] if check else []
+        cmd += ["--diff"] if diff else []
+        env = ansible_env(workdir, ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS),
+                          ANSIBLE_PIPELINING="1")
+        proc = subprocess.run(cmd, check=False, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+        json_reports = sorted(reports.glob(f"{name}-*.json"))
+        md_reports = sorted(reports.glob(f"{name}-*.md"))
+        out = Run(proc.returncode, proc.stdout, proc.stderr,
+                  json.loads(json_reports[-1].read_text()) if json_reports else {},
+                  md_reports[-1].read_text() if md_reports else "")
+        assert len(json_reports) == len(md_reports) == 1, f"expected one report of each kind\n{out.describe()}"
+        if expect_failure:
+            assert out.rc != 0, f"expected the play to fail\n{out.describe()}"
+        else:
+            assert out.rc == 0, f"play failed\n{out.describe()}"
+        return out
+
+    return run
