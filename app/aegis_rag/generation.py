@@ -307,6 +307,7 @@ class OllamaGenerator:
                     if text:
                         yield text
                     if msg.get("done"):
+                        _record_load_duration(msg, self.name)
                         break
         except httpx.TimeoutException:
             raise DependencyError("llm", f"Ollama did not answer within {self._timeout:.0f}s", reason="timeout") from None
@@ -325,6 +326,13 @@ class OllamaGenerator:
             raise DependencyError("llm", f"Ollama /api/tags failed: {exc}") from None
         if self.model not in names and f"{self.model}:latest" not in names:
             raise DependencyError("llm", f"model {self.model} is not pulled on {self._http.base_url}")
+
+
+def _record_load_duration(final: dict, backend: str) -> None:
+    """Ollama's last line carries load_duration (nanoseconds): the model load time KPI."""
+    load_ns = final.get("load_duration")
+    if isinstance(load_ns, (int, float)) and load_ns >= 0:
+        metrics.LLM_LOAD_SECONDS.labels(backend).observe(load_ns / 1e9)
 
 
 def _error_text(body: str) -> str:

@@ -21,6 +21,16 @@ GENERATION_FAILURES = Counter("aegis_generation_failures_total", "LLM generation
 DEGRADED_ANSWERS = Counter("aegis_degraded_answers_total", "Answers given extractively because the LLM failed")
 DEGENERATE_GENERATIONS = Counter("aegis_degenerate_generations_total",
                                  "LLM answers cut at their first repetition because the model looped", ["backend"])
+# Ollama's own load_duration from the last line of every generation; buckets hold the manual's 30 s / 60 s
+LLM_LOAD_SECONDS = Histogram("aegis_llm_load_duration_seconds", "Model load time the LLM server reported",
+                             ["backend"], buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0))
+# The API's connection pool to a Qdrant server: in use / size is the manual's connection-pool usage
+POOL_IN_USE = Gauge("aegis_vector_store_connections_in_use", "Qdrant requests holding a pool slot",
+                    multiprocess_mode="livesum")
+POOL_SIZE = Gauge("aegis_vector_store_connections_max", "Qdrant connection pool size (0 in embedded mode)",
+                  multiprocess_mode="livesum")
+POOL_WAIT_TIMEOUTS = Counter("aegis_vector_store_pool_timeouts_total",
+                             "Qdrant requests refused because every pool slot stayed busy")
 CACHE_HITS = Counter("aegis_embedding_cache_hits_total", "Query embeddings served from the cache")
 CACHE_MISSES = Counter("aegis_embedding_cache_misses_total", "Query embeddings computed")
 CACHE_ERRORS = Counter("aegis_embedding_cache_errors_total", "Cache operations that failed (counted as misses)")
@@ -39,6 +49,8 @@ def init_series(backend: str) -> None:
     if backend != "extractive":
         GENERATION_SECONDS.labels(backend)
         GENERATIONS.labels(backend)
+        if backend == "ollama":
+            LLM_LOAD_SECONDS.labels(backend)
         DEGENERATE_GENERATIONS.labels(backend)
         for reason in ("timeout", "error"):
             GENERATION_FAILURES.labels(backend, reason)

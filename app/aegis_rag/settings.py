@@ -55,12 +55,15 @@ class Settings(BaseSettings):
     qdrant_api_key: SecretStr | None = None
     qdrant_prefer_grpc: bool = False
     qdrant_timeout_s: float = 10.0
+    qdrant_pool_size: int = Field(100, ge=1, description="concurrent Qdrant requests per process (REST connections)")
     collection: str = "aegis_docs_v2"
 
     # --- embeddings
     embedder: Literal["local", "ollama", "jina"] = "local"
     embed_model: str | None = Field(None, description="default per embedder: all-MiniLM-L6-v2, nomic-embed-text, jina-embeddings-v3")
     local_embed_runtime: Literal["onnx", "torch"] = "onnx"
+    local_model_dir: Path | None = Field(
+        None, description="exported model (`python -m aegis_rag.embeddings bundle DIR`): no torch or model package")
     embed_timeout_s: float = 10.0
     embed_batch_size: int = 64
 

@@ -14,15 +14,20 @@ The collection records the embedding model and dimension (Qdrant collection meta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import httpx
 import numpy as np
+
+from . import metrics
 
 from .breaker import CircuitBreaker
 from .errors import ConfigurationError, DependencyError
@@ -268,15 +273,23 @@ class ServerStore:
 
         key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
         self.collection = settings.collection
+        extra: dict[str, Any] = {} if settings.qdrant_prefer_grpc else {
+            "limits": httpx.Limits(max_connections=settings.qdrant_pool_size)}
         self._client = QdrantClient(url=settings.qdrant_url, api_key=key, prefer_grpc=settings.qdrant_prefer_grpc,
-                                    timeout=settings.qdrant_timeout_s)  # type: ignore[arg-type]  # typed int; httpx takes float
+                                    timeout=settings.qdrant_timeout_s,  # type: ignore[arg-type]  # typed int; httpx takes float
+                                    **extra)
         self._url = settings.qdrant_url
         self.breaker = CircuitBreaker("vector_store", settings.breaker_failure_threshold, settings.breaker_cooldown_s)
+        self._pool = ConnectionPoolGauge(settings.qdrant_pool_size, settings.qdrant_timeout_s)
 
     def _call(self, what: str, fn, *args, **kwargs):
         breaker = self.breaker
         if not breaker.allow():
             raise breaker.rejection(f"Qdrant at {self._url}")
+        with self._pool.slot(self._url):
+            return self._call_checked(breaker, what, fn, *args, **kwargs)
+
+    def _call_checked(self, breaker: CircuitBreaker, what: str, fn, *args, **kwargs):
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:  # qdrant-client raises httpx/grpc/UnexpectedResponse errors
@@ -362,6 +375,39 @@ class ServerStore:
 
     def close(self) -> None:
         self._client.close()
+        self._pool.close()
+
+
+class ConnectionPoolGauge:
+    """At most `size` concurrent Qdrant requests per process, exported as in-use / max gauges.
+
+    The REST client's httpx pool has the same size, so a slot is a connection; with gRPC it bounds
+    the requests multiplexed on the channel. A request that waits longer than `wait_s` for a slot
+    fails as a vector-store error without counting against the circuit breaker (Qdrant is not at fault).
+    """
+
+    def __init__(self, size: int, wait_s: float) -> None:
+        self.size = size
+        self._wait_s = wait_s
+        self._slots = threading.BoundedSemaphore(size)
+        metrics.POOL_SIZE.inc(size)
+
+    @contextlib.contextmanager
+    def slot(self, url: str | None) -> Iterator[None]:
+        if not self._slots.acquire(timeout=self._wait_s):
+            metrics.POOL_WAIT_TIMEOUTS.inc()
+            raise DependencyError("vector_store", f"all {self.size} connections to Qdrant at {url} stayed busy "
+                                                  f"for {self._wait_s:.0f}s")
+        metrics.POOL_IN_USE.inc()
+        try:
+            yield
+        finally:
+            metrics.POOL_IN_USE.dec()
+            self._slots.release()
+
+    def close(self) -> None:
+        metrics.POOL_SIZE.dec(self.size)
+        self.size = 0
 
 
 _CLIENT_ERROR_CODES = {"NOT_FOUND", "INVALID_ARGUMENT", "ALREADY_EXISTS", "PERMISSION_DENIED", "UNAUTHENTICATED",

@@ -52,3 +52,17 @@ def test_public_variables_carry_the_role_prefix(role):
 def test_readme_table_lists_every_variable(role):
     readme = (ROLES / role / "README.md").read_text()
     assert [name for name in defaults_of(role) if f"| `{name}` |" not in readme] == []
+
+
+@pytest.mark.parametrize("role", ROLE_NAMES)
+def test_every_entry_point_documents_the_defaults_it_shares(role):
+    """Entry points besides main (tasks_from) give the same default as defaults/main.yml for each variable."""
+    specs = yaml.safe_load((ROLES / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    defaults = defaults_of(role)
+    differing = {
+        (entry, name): (option.get("default"), defaults[name])
+        for entry, spec in specs.items()
+        for name, option in (spec.get("options") or {}).items()
+        if name in defaults and option.get("default") != defaults[name]
+    }
+    assert not differing, f"(entry point, name): (argument_specs default, defaults/main.yml value): {differing}"
