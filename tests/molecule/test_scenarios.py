@@ -41,16 +41,16 @@ def test_hosts():
     assert setup.returncode == 0, f"scripts/testhosts.sh failed:\n{setup.stdout}{setup.stderr}"
 
 
-def test_there_are_scenarios():
-    assert "redis" in SCENARIOS
+def test_every_tier_has_its_scenario():
+    assert {"datatier", "qdrant", "aegis_api", "loadbalancer"} <= set(SCENARIOS)
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(3000)  # the fleet scenario (five hosts) takes ~25 min on a loaded 2-core machine
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_scenario(test_hosts, scenario):
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", "NO_COLOR": "1"}
     run = subprocess.run([str(VENV_BIN / "molecule"), "test", "-s", scenario], cwd=ROOT, env=env,
-                         capture_output=True, text=True, check=False, timeout=1700)
+                         capture_output=True, text=True, check=False, timeout=2900)
     output = run.stdout + run.stderr
     assert run.returncode == 0, f"molecule test -s {scenario} failed:\n{output[-12000:]}"
