@@ -2,14 +2,14 @@
 SHELL := /bin/bash
 VENV := .venv/bin
 
-.PHONY: demo test lint stop setup setup-dev bench
+.PHONY: demo test lint stop setup setup-dev bench fleet fleet-down
 
 demo: setup
 	scripts/demo.sh
 
 test: setup-dev
 	$(MAKE) --no-print-directory lint
-	$(VENV)/python -m pytest tests
+	$(VENV)/python -m pytest tests --durations=15  # the slowest tests (Molecule scenarios) with their times
 
 # The gate CI runs before the tests: ruff, mypy on app/, yamllint, ansible-lint (production profile).
 lint: setup-dev
@@ -20,6 +20,13 @@ lint: setup-dev
 
 stop:
 	scripts/demo.sh stop
+
+# The whole fleet on local podman hosts (Molecule's default scenario), left running; docs/operations/deploy.md.
+fleet: setup-dev
+	PATH="$(CURDIR)/.venv/bin:$$PATH" molecule converge -s default
+
+fleet-down: setup-dev
+	PATH="$(CURDIR)/.venv/bin:$$PATH" molecule destroy -s default
 
 setup:
 	scripts/setup.sh

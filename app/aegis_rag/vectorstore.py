@@ -273,8 +273,9 @@ class ServerStore:
 
         key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
         self.collection = settings.collection
+        # Idle connections are dropped after 2 s, before Qdrant's server (actix-web: 5 s) closes them.
         extra: dict[str, Any] = {} if settings.qdrant_prefer_grpc else {
-            "limits": httpx.Limits(max_connections=settings.qdrant_pool_size)}
+            "limits": httpx.Limits(max_connections=settings.qdrant_pool_size, keepalive_expiry=2.0)}
         self._client = QdrantClient(url=settings.qdrant_url, api_key=key, prefer_grpc=settings.qdrant_prefer_grpc,
                                     timeout=settings.qdrant_timeout_s,  # type: ignore[arg-type]  # typed int; httpx takes float
                                     **extra)
@@ -291,7 +292,14 @@ class ServerStore:
 
     def _call_checked(self, breaker: CircuitBreaker, what: str, fn, *args, **kwargs):
         try:
-            result = fn(*args, **kwargs)
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                if not _closed_before_answering(exc):
+                    raise
+                # A pooled connection the server closed as the request went out: once more, on a new
+                # connection (writes are idempotent too: point ids derive from document id and chunk index).
+                result = fn(*args, **kwargs)
         except Exception as exc:  # qdrant-client raises httpx/grpc/UnexpectedResponse errors
             message = f"Qdrant {what} failed at {self._url}: {_short(exc)}"
             if _server_answered(exc):  # e.g. 404/400: Qdrant is up, the request was wrong
@@ -425,6 +433,18 @@ def _server_answered(exc: Exception) -> bool:
             return getattr(code(), "name", "") in _CLIENT_ERROR_CODES
         except Exception:
             return False
+    return False
+
+
+def _closed_before_answering(exc: BaseException) -> bool:
+    """httpx's "Server disconnected without sending a response", however qdrant-client wraps it."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            return False
+        if isinstance(seen, httpx.RemoteProtocolError):
+            return True
+        seen = getattr(seen, "source", None) or seen.__cause__ or seen.__context__
     return False
 
 
