@@ -57,6 +57,10 @@ def test_maintenance_resumes_a_grey_collection(run_playbook, start_double, tmp_p
     service.stop()
     service.start()  # the double comes back with every collection grey
     assert rest.info("docs")["status"] == "grey"
+    dry = run_playbook("qdrant_maintenance", hosts={"qdrant-a": service}, check=True)
+    assert (dry.host()["status"], dry.host()["findings"]) == ("would change", [])  # grey, but it would resume it
+    assert dry.host()["actions"] == ["would resume the grey collection docs"]
+    assert rest.info("docs")["status"] == "grey"
     out = run_playbook("qdrant_maintenance", hosts={"qdrant-a": service})
     assert out.host()["actions"] == ["resume the grey collection docs"]
     assert out.host()["tables"][0]["rows"][0][1] == "grey -> green"
