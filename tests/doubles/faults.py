@@ -13,7 +13,8 @@ A rule (all fields optional)::
      "method": "POST",        # only this method
      "model": "llama3",       # only requests whose JSON body has this "model" (or "name")
      "latency_ms": 500,       # sleep before handling
-     "error_rate": 0.5,       # fraction of matching requests answered with `status`/`body`
+     "error_rate": 0.5,       # fraction of matching requests answered with `status`/`body` (default 0:
+                              # a rule with only `status`/`body` never answers; give 1.0 for every request)
      "status": 503, "body": {"error": "..."},
      "garbage": true,         # answer 200 with a body that is not JSON
      "first_token_delay_ms": 2000,   # delay the first body chunk of the response (slow first token)
