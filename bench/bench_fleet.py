@@ -83,8 +83,8 @@ def main() -> None:
         "median": {
             "site_first_s": median([r["site_first_s"] for r in runs]),
             "site_second_s": median([r["site_second_s"] for r in runs]),
-            "second_to_first": round(median([r["site_second_s"] / r["site_first_s"] for r in runs]), 2),
-            "steps": {name: {"seconds": median([s["seconds"] for s in found if s["seconds"] is not None] or [0]),
+            "second_to_first": round(statistics.median([r["site_second_s"] / r["site_first_s"] for r in runs]), 2),
+            "steps": {name: {"seconds": median(timed) if (timed := [s["seconds"] for s in found if s["seconds"]]) else None,
                              "answered": sum(s["answered"] for s in found), "failed": sum(s["failed"] for s in found)}
                       for name, found in by_step.items()},
         },
