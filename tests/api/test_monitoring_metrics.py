@@ -30,7 +30,7 @@ def test_ollama_load_duration_is_exported_as_a_histogram(server_client, ollama):
     assert r.json()["mode"] == "generated"
     count2, total2, under_30s2 = _load_series(c)
     assert count2 == count + 1 and under_30s2 == under_30s + 1
-    assert 0.4 <= total2 - total < 5
+    assert 0.3 <= total2 - total < 5  # seconds (Ollama reports ns); the double's 0.4 s sleep may end a little early
 
 
 def test_load_duration_series_exist_before_any_generation(server_client):
