@@ -40,20 +40,23 @@ class Run:
 @pytest.fixture
 def run_playbook(tmp_path, qdrant, s3):
     """run_playbook(name, hosts={inventory name: qdrant service}, check=False, expect_failure=False,
-    ollama_hosts={inventory name: ollama service}, **extra_vars) -> Run, for playbooks/<name>.yml (the thin
-    wrapper, so the import is tested too). With only ollama_hosts, the inventory has no qdrant group.
+    ollama_hosts={inventory name: ollama service}, api_hosts={inventory name: Aegis API URL}, **extra_vars) -> Run,
+    for playbooks/<name>.yml (the thin wrapper, so the import is tested too). With only ollama_hosts and/or
+    api_hosts, the inventory has no qdrant group. api_hosts are in the `aegis_api` group with
+    aegis_runbook_api_url set to their URL.
     The S3 connection and the Qdrant api key are passed as the playbooks' variables."""
     counter = {"n": 0}
 
     def run(name: str, hosts: dict | None = None, check: bool = False, diff: bool = True,
-            expect_failure: bool = False, ollama_hosts: dict | None = None, **extra_vars) -> Run:
+            expect_failure: bool = False, ollama_hosts: dict | None = None, api_hosts: dict | None = None,
+            **extra_vars) -> Run:
         counter["n"] += 1
         workdir = tmp_path / f"run{counter['n']}"
         reports = workdir / "reports"
         workdir.mkdir()
         local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
         groups = {}
-        if hosts is not None or ollama_hosts is None:
+        if hosts is not None or (ollama_hosts is None and api_hosts is None):
             groups["qdrant"] = {"hosts": {
                 host: {**local, "aegis_runbook_qdrant_url": service.url,
                        "aegis_runbook_qdrant_api_key": service.api_key or ""}
@@ -61,6 +64,9 @@ def run_playbook(tmp_path, qdrant, s3):
         if ollama_hosts:  # {inventory name: ollama service}, in the `ollama` group
             groups["ollama"] = {"hosts": {host: {**local, "aegis_runbook_ollama_url": service.url}
                                           for host, service in ollama_hosts.items()}}
+        if api_hosts:  # {inventory name: Aegis API URL}, in the `aegis_api` group
+            groups["aegis_api"] = {"hosts": {host: {**local, "aegis_runbook_api_url": url}
+                                             for host, url in api_hosts.items()}}
         inventory = {"all": {"children": groups}}
         (workdir / "hosts.yml").write_text(yaml.safe_dump(inventory))
         variables = {"aegis_report_dir": str(reports), "aegis_backup_s3_endpoint_url": s3.endpoint_url,

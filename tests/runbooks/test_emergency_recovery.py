@@ -1,0 +1,118 @@
+"""playbooks/emergency_recovery.yml against a Qdrant double, moto S3 and a real Aegis API (server mode, on that
+double) on loopback: the collection wiped after a backup is restored (a safety snapshot first), the tiers are
+waited for in order and the health check passes, /chat answers with sources again; a day without backups fails
+before anything is touched; check mode gives the plan only.
+
+Untested here (no systemd, no HAProxy on the test host): the drain and enable on the load balancers and the
+restart of the units (the tiers are only waited for: "no unit"). The lead's Molecule fleet covers those."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import httpx
+import pytest
+
+from tests.collection.qdrant_helpers import Rest
+
+pytestmark = pytest.mark.slow
+
+API_KEY = "emergency-recovery-test-key"
+COLLECTION = "aegis_docs_v2"
+
+
+@pytest.fixture
+def fleet(tmp_path, local_embedder, start_double, run_playbook, s3_bucket):
+    """A Qdrant double, an Aegis API on it with one document, and a backup of today in S3."""
+    from tests.collection.aegis_app import AegisServer
+
+    qdrant = start_double("qdrant")
+    server = AegisServer(tmp_path / "aegis-data", embedder=local_embedder, api_keys=[API_KEY],
+                         qdrant_url=qdrant.url, collection=COLLECTION).start()
+    server.add_document(headers={"Authorization": f"Bearer {API_KEY}"})
+    run_playbook("backup", hosts={"qdrant-a": qdrant}, aegis_backup_s3_bucket=s3_bucket)
+    yield server, qdrant, Rest(qdrant)
+    server.stop()
+
+
+def recover(run_playbook, server, qdrant, bucket, date, **kwargs):
+    return run_playbook("emergency_recovery", hosts={"qdrant-a": qdrant}, api_hosts={"api-a": server.url},
+                        aegis_backup_s3_bucket=bucket, aegis_runbook_api_key=API_KEY, backup_date=date,
+                        aegis_emergency_ready_timeout=20, **kwargs)
+
+
+def sources(server) -> int:
+    r = httpx.post(server.url + "/chat", json={"question": "When are snapshots uploaded?", "history": []},
+                   headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60)
+    r.raise_for_status()
+    return len(r.json()["sources"])
+
+
+def s3_keys(s3, bucket) -> list[str]:
+    return sorted(o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket).get("Contents", []))
+
+
+def today() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d")
+
+
+def test_wiped_collection_is_restored_after_a_safety_snapshot(run_playbook, fleet, s3, s3_bucket):
+    server, qdrant, rest = fleet
+    points = len(rest.points(COLLECTION))
+    assert points > 0 and sources(server) > 0
+    rest.delete_all_points(COLLECTION)
+    assert rest.points(COLLECTION) == {} and sources(server) == 0
+    snapshots = rest.snapshots(COLLECTION)  # the backup's own
+
+    # check mode: the plan, nothing restored, no snapshot taken
+    dry = recover(run_playbook, server, qdrant, s3_bucket, today(), check=True)
+    assert dry.report["check_mode"] is True and dry.report["status"] == "would change"
+    plan = dry.host("qdrant-a")["actions"]
+    assert any(a.startswith("would download s3://") for a in plan), plan
+    assert f"would safety snapshot of {COLLECTION}" in plan
+    assert any(a.startswith("would verify with the health check") for a in dry.host("localhost")["actions"])
+    assert rest.points(COLLECTION) == {} and rest.snapshots(COLLECTION) == snapshots
+
+    out = recover(run_playbook, server, qdrant, s3_bucket, today())
+    section = out.host("qdrant-a")
+    assert out.report["status"] == "changed", out.report
+    assert len(rest.points(COLLECTION)) == points
+    [restore] = section["data"]["restores"]
+    assert restore["points_count"] == restore["expected_points_count"] == points
+    snapshot = restore["safety_snapshot"]
+    assert snapshot and snapshot not in snapshots and snapshot in rest.snapshots(COLLECTION), "kept on the node"
+    assert section["actions"][0] == f"safety snapshot {snapshot} of {COLLECTION} (kept on the Qdrant node)"
+    assert section["actions"][1].startswith(f"restored s3://{s3_bucket}/qdrant/qdrant-a/{COLLECTION}/{today()}/")
+    fleet_section = out.host("localhost")
+    assert "no load balancer: the API is not drained" in fleet_section["actions"]
+    assert "qdrant on qdrant-a ready (no qdrant unit: not restarted)" in fleet_section["actions"]
+    assert "aegis_api on api-a ready (no aegis-api unit: not restarted)" in fleet_section["actions"]
+    checks = {row[0]: row[1] for row in fleet_section["tables"][0]["rows"]}
+    assert checks == {"aegis_health": "ok", "aegis_ready": "ok", "aegis_chat": "ok", "qdrant_ready": "ok"}
+    assert sources(server) > 0
+    assert API_KEY not in out.stdout and API_KEY not in out.markdown
+
+
+def test_missing_backups_fail_before_anything_is_touched(run_playbook, fleet, s3, s3_bucket):
+    server, qdrant, rest = fleet
+    before_points, before_keys = rest.points(COLLECTION), s3_keys(s3, s3_bucket)
+    before_snapshots = rest.snapshots(COLLECTION)
+    out = recover(run_playbook, server, qdrant, s3_bucket, "20000101", expect_failure=True)
+    assert out.report["status"] == "failed"
+    summary = out.host("qdrant-a")["summary"]
+    assert summary.startswith("stopped at find: ") and "no backup of 20000101 under s3://" in summary
+    assert "nothing was drained, restored or deleted" in summary
+    fleet_section = out.host("localhost")
+    assert fleet_section["actions"] == []
+    assert ("continue with: ansible-playbook -i " in " ".join(fleet_section["findings"])
+            and "-e backup_date=20000101 -e aegis_emergency_start_at=drain" in fleet_section["data"]["continue"])
+    assert rest.points(COLLECTION) == before_points and rest.snapshots(COLLECTION) == before_snapshots
+    assert s3_keys(s3, s3_bucket) == before_keys
+    assert "emergency_recovery failed" in out.stdout
+
+
+def test_backup_date_is_required(run_playbook, fleet, s3_bucket):
+    server, qdrant, _ = fleet
+    out = run_playbook("emergency_recovery", hosts={"qdrant-a": qdrant}, api_hosts={"api-a": server.url},
+                       aegis_backup_s3_bucket=s3_bucket, expect_failure=True)
+    assert "set backup_date=YYYYMMDD" in out.host("qdrant-a")["summary"]
