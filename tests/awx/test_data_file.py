@@ -44,6 +44,8 @@ def play_text(playbook: Path, seen: set[Path] | None = None) -> str:
         parts.append(play_text(COLLECTION / "playbooks" / f"{name}.yml", seen))
     for rel in re.findall(r"(?:import_tasks|include_tasks|import_playbook|file):\s*['\"]?([\w./-]+\.ya?ml)", text):
         parts.append(play_text((playbook.parent / rel).resolve(), seen))
+    for rel in re.findall(r"^\s*-\s*(vars/[\w./-]+\.ya?ml)\s*$", text, re.MULTILINE):  # vars_files entries
+        parts.append(play_text((playbook.parent / rel).resolve(), seen))
     for role in set(re.findall(r"aegis\.rag\.(\w+)", text)):
         role_dir = COLLECTION / "roles" / role
         if role_dir.is_dir() and role_dir not in seen:
