@@ -42,7 +42,7 @@ def test_hosts():
 
 
 def test_every_tier_has_its_scenario():
-    assert {"default", "datatier", "qdrant", "aegis_api", "loadbalancer", "monitoring"} <= set(SCENARIOS)
+    assert {"default", "datatier", "qdrant", "aegis_api", "loadbalancer"} <= set(SCENARIOS)
 
 
 @pytest.mark.slow
