@@ -65,3 +65,15 @@ def test_maintenance_resumes_a_grey_collection(run_playbook, start_double, tmp_p
     assert out.host()["actions"] == ["resume the grey collection docs"]
     assert out.host()["tables"][0]["rows"][0][1] == "grey -> green"
     assert rest.info("docs")["status"] == "green"
+
+
+def test_a_collection_that_fails_is_named_with_its_own_message(run_playbook, start_double):
+    service = start_double("qdrant")
+    Rest(service).create("docs", optimizers_config=MANUAL)
+    out = run_playbook("qdrant_maintenance", hosts={"qdrant-a": service}, expect_failure=True,
+                       aegis_qdrant_maintenance_collections=["docs", "missing"])
+    host = out.host()
+    assert host["status"] == "failed", out.describe()
+    assert host["summary"].startswith("missing: collection missing does not exist"), host["summary"]
+    assert "One or more items failed" not in host["summary"]
+    assert host["findings"] == [f"Apply the optimizer settings and wait for green: {host['summary']}"]
