@@ -14,7 +14,9 @@ SCENARIO = yaml.safe_load((Path(__file__).parents[1] / "molecule.yml").read_text
 GROUPS = {p["name"]: p["groups"] for p in SCENARIO["platforms"]}
 VARS = SCENARIO["provisioner"]["inventory"]["group_vars"]["all"]
 SERVICES = {"loadbalancer": ["haproxy"], "aegis_api": ["aegis-api"], "qdrant": ["qdrant"], "redis": ["redis-server"],
-            "ollama": ["ollama"]}
+            "ollama": ["ollama"], "all": ["prometheus-node-exporter"],
+            "monitoring": ["prometheus", "prometheus-alertmanager", "prometheus-blackbox-exporter"],
+            "scheduler": []}  # timers only: tests/test_scheduler.py
 testinfra_hosts = [f"podman://{name}" for name in GROUPS]
 
 # GET (or POST with a body) with the host's python3; headers as "Name=value,Name=value"; prints "<status> <body>".
@@ -36,8 +38,13 @@ def name_of(host) -> str:
     return host.backend.get_hostname()
 
 
+def test_node_exporter_serves_the_hosts_metrics(host):
+    status, metrics = http(host, "http://127.0.0.1:9100/metrics")
+    assert status == 200 and "node_memory_MemTotal_bytes" in metrics
+
+
 def test_every_service_of_the_host_is_enabled_and_running(host):
-    for group in GROUPS[name_of(host)]:
+    for group in ["all", *GROUPS[name_of(host)]]:
         for unit in SERVICES[group]:
             service = host.service(unit)
             assert service.is_enabled and service.is_running, unit
