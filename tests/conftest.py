@@ -20,3 +20,11 @@ def local_embedder(tmp_path_factory):
         return LocalEmbedder.bundled("onnx", tmp_path_factory.mktemp("aegis-models"))
     finally:
         sys.intern = patched
+
+
+def pytest_collection_modifyitems(items):
+    """The Molecule scenarios first: the fleet, then the others. `make test` runs pytest with `-n 2 --dist loadfile
+    --no-loadscope-reorder`: one worker takes the fleet (~41 min) at once, the other the other scenarios (~20 min)
+    and then, with the first once the fleet is done, the rest of the suite."""
+    first = ["tests/molecule/test_fleet_scenario.py", "tests/molecule/test_scenarios.py"]
+    items.sort(key=lambda item: first.index(path) if (path := item.nodeid.split("::")[0]) in first else len(first))

@@ -15,6 +15,7 @@ minor version); archives of earlier inputs are then removed.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -113,8 +114,12 @@ def build() -> Path:
 def main() -> None:
     if sys.version_info[:2] != (3, 11):
         sys.exit(f"run this with Python 3.11 (Debian 12's python3 runs the stand-in), not {sys.version.split()[0]}")
-    archive = build()
-    print(json.dumps({"path": str(archive), "sha256": sha256_of(archive)}))
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    # one build at a time: two scenarios preparing at once share the archive (gzip stamps each build's time)
+    with (cache_dir() / ".qdrant-standin.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        archive = build()
+        print(json.dumps({"path": str(archive), "sha256": sha256_of(archive)}))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ inputs print the same archive without running pip. Prints one JSON line: archive
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import io
 import json
@@ -185,6 +186,14 @@ def main() -> int:
 
     files = source_files(source)
     entry = index / f"{input_key(source, files, args, release=True)}.json"
+    # One build at a time per cache: concurrent runs (two playbooks, two Molecule scenarios) share its wheels
+    # and model, and the second finds the first one's archive.
+    with (cache / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return build(source, files, args, cache, entry)
+
+
+def build(source: Path, files: list[Path], args: argparse.Namespace, cache: Path, entry: Path) -> int:
     try:
         known = json.loads(entry.read_text())
         if sha256_file(Path(known["archive"])) == known["sha256"]:
