@@ -4,9 +4,16 @@ caches. `make test` runs this file and the fleet's on two pytest workers at once
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.molecule.conftest import SCENARIOS, molecule_test
+
+# `loadbalancer` only with AEGIS_MOLECULE_LOADBALANCER=1 for now: the fleet runs the same role in front of real API
+# hosts, and CI's whole run (81 min on a fresh clone with it) must stay inside its 90 min.
+RUN = [s for s in SCENARIOS if s != "default"
+       and (s != "loadbalancer" or os.environ.get("AEGIS_MOLECULE_LOADBALANCER") == "1")]
 
 
 def test_every_tier_has_its_scenario():
@@ -15,6 +22,6 @@ def test_every_tier_has_its_scenario():
 
 @pytest.mark.slow
 @pytest.mark.timeout(1900)
-@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s != "default"])
+@pytest.mark.parametrize("scenario", RUN)
 def test_scenario(test_hosts, scenario):
     molecule_test(scenario, timeout_s=1800)
