@@ -63,7 +63,8 @@ def serve_cmd(settings: Settings, args) -> int:
     uvicorn.run("aegis_rag.api:app_factory", factory=True, host=host, port=port, workers=workers,
                 backlog=settings.backlog, timeout_keep_alive=settings.keep_alive_s,
                 limit_max_requests=settings.limit_max_requests if workers > 1 else None,
-                limit_max_requests_jitter=settings.limit_max_requests_jitter, log_level=settings.log_level)
+                limit_max_requests_jitter=settings.limit_max_requests_jitter, log_level=settings.log_level,
+                timeout_graceful_shutdown=settings.shutdown_timeout_s)
     return 0
 
 

@@ -42,3 +42,7 @@ class UnsupportedDocument(BadDocument):
     """The file type is not one Aegis can parse -> 415."""
 
     status = 415
+
+
+class Abandoned(Exception):
+    """Work stopped before it wrote anything: its client went away or the server is stopping."""

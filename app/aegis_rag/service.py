@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Literal
@@ -17,7 +17,7 @@ import numpy as np
 from . import metrics
 from .cache import NoCache, build_cache, cache_key
 from .embeddings import Embedder, build_embedder
-from .errors import BadDocument, DependencyError, DocumentTooLarge
+from .errors import Abandoned, BadDocument, DependencyError, DocumentTooLarge
 from .generation import build_generator, build_messages, extractive_answer
 from .ingest.chunking import chunk_markdown
 from .ingest.parsing import ParseBudget, parse_document
@@ -32,6 +32,13 @@ _DOC_NAMESPACE = uuid.UUID("0b8e4c55-93a1-4f0e-8d52-7d5f1f0c3e12")
 
 def document_id(name: str) -> str:
     return str(uuid.uuid5(_DOC_NAMESPACE, name))
+
+
+def _checkpoint(name: str, abandon: threading.Event | None) -> Callable[[], None]:
+    def check() -> None:
+        if abandon is not None and abandon.is_set():
+            raise Abandoned(f"{name}: ingest abandoned before anything was written")
+    return check
 
 
 def _ms(start: float) -> float:
@@ -244,8 +251,13 @@ class RagService:
 
     # --- documents
     def ingest_bytes(self, name: str, data: bytes, content_type: str | None = None,
-                     known: dict[str, str] | None = None) -> dict:
-        """Index one document. `known` maps document id -> content hash (saves a lookup in bulk runs)."""
+                     known: dict[str, str] | None = None, abandon: threading.Event | None = None) -> dict:
+        """Index one document. `known` maps document id -> content hash (saves a lookup in bulk runs).
+
+        Once `abandon` is set, the ingest raises Abandoned at its next step (parse, each embedding batch,
+        before the one write), so an abandoned ingest writes nothing.
+        """
+        checkpoint = _checkpoint(name, abandon)
         self.open()
         if len(data) > self.settings.max_upload_bytes:
             raise DocumentTooLarge(f"{name}: {len(data)} bytes is over the limit of {self.settings.max_upload_bytes}")
@@ -257,7 +269,7 @@ class RagService:
         if previous == content_hash:
             return {"id": doc_id, "document": name, "status": "unchanged", "chunks": None}
         try:
-            parsed = parse_document(name, data, content_type, budget=self._parse_budget)
+            parsed = parse_document(name, data, content_type, budget=self._parse_budget, abandon=abandon)
         except BadDocument:  # already typed (e.g. UnsupportedDocument -> 415)
             raise
         except ValueError as exc:
@@ -266,7 +278,8 @@ class RagService:
         if not chunks:
             raise BadDocument(f"{name}: no text to index")
         with metrics.EMBED_SECONDS.labels("passage").time():
-            vectors = self._embed_passages([f"{c.section}\n{c.text}" if c.section else c.text for c in chunks])
+            vectors = self._embed_passages([f"{c.section}\n{c.text}" if c.section else c.text for c in chunks],
+                                           checkpoint)
         key = document_key(doc_id, content_hash, name)
         points = []
         for chunk, vec in zip(chunks, vectors, strict=True):
@@ -275,13 +288,17 @@ class RagService:
                        "chunk_index": chunk.index, "chunk_id": f"{doc_id}:{chunk.index}", "text": chunk.text,
                        "content_hash": content_hash, "doc_key": key}
             points.append(PointData(point_id(doc_id, chunk.index), vec, indices, values, payload))
+        checkpoint()
         self.store.replace_document(doc_id, points)
         known[doc_id] = content_hash
         return {"id": doc_id, "document": name, "status": "updated" if previous else "created", "chunks": len(points)}
 
-    def _embed_passages(self, texts: list[str]) -> np.ndarray:
+    def _embed_passages(self, texts: list[str], checkpoint: Callable[[], None] = lambda: None) -> np.ndarray:
         size = self.settings.embed_batch_size
-        parts = [self.embedder.embed_passages(texts[i:i + size]) for i in range(0, len(texts), size)]
+        parts = []
+        for i in range(0, len(texts), size):
+            checkpoint()
+            parts.append(self.embedder.embed_passages(texts[i:i + size]))
         return np.vstack(parts)
 
     def documents(self) -> list[dict]:

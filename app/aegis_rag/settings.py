@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     keep_alive_s: int = 2
     limit_max_requests: int | None = 1000
     limit_max_requests_jitter: int = 50
+    shutdown_timeout_s: int = Field(
+        20, gt=0, description="on SIGTERM, requests still running after this long are abandoned (unit: TimeoutStopSec=30)")
 
     # --- vectors
     qdrant_url: str | None = Field(None, description="Qdrant server; unset = embedded engine in data_dir")
@@ -111,6 +113,7 @@ class Settings(BaseSettings):
     parse_max_pages: int = Field(2000, ge=1, description="most PDF pages parsed per document")
     parse_max_text_chars: int = Field(5_000_000, ge=1, description="most characters of text per document")
     parse_timeout_s: float = Field(60.0, gt=0, description="wall-clock budget to parse one document")
+    max_concurrent_ingests: int = Field(2, ge=1, description="uploads ingested at once per worker; more get 429")
     llm_repeat_penalty: float = Field(1.1, ge=1.0, description="llama.cpp repeat_penalty / Ollama options.repeat_penalty")
 
     # --- input limits

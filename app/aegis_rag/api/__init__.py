@@ -12,14 +12,17 @@ from prometheus_client import CollectorRegistry
 from prometheus_fastapi_instrumentator import Instrumentator
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from .. import __version__
-from ..errors import BadDocument, ConfigurationError, DependencyError
+from ..errors import Abandoned, BadDocument, ConfigurationError, DependencyError
 from ..service import RagService
 from ..settings import Settings, get_settings
 from . import health
+from .body import DrainUnreadBody
 from .chat import chat_router
 from .documents import documents_router
+from .ingestion import Ingests
 from .schemas import InvalidInput, chat_request_model
 
 log = logging.getLogger("aegis_rag")
@@ -39,11 +42,13 @@ def create_app(settings: Settings | None = None, service: RagService | None = No
         except ConfigurationError as exc:  # e.g. embedding model mismatch: /ready and /chat carry the message
             log.error("the vector store cannot be used: %s", exc)
         yield
+        app.state.ingests.close()  # every running ingest was abandoned or has finished by now
         app.state.service.close()
 
     app = FastAPI(title="Aegis", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.service = service
+    app.state.ingests = Ingests(settings.max_concurrent_ingests)
     request_model = chat_request_model(settings)
     app.include_router(health.router)
     app.include_router(chat_router(settings, request_model))
@@ -54,6 +59,7 @@ def create_app(settings: Settings | None = None, service: RagService | None = No
     app.state.http_registry = CollectorRegistry()
     Instrumentator(should_group_status_codes=True, excluded_handlers=["/metrics"],
                    registry=app.state.http_registry).instrument(app)
+    app.add_middleware(DrainUnreadBody)  # outermost: every refusal reaches its client
     _error_handlers(app)
     return app
 
@@ -87,15 +93,28 @@ def _error_handlers(app: FastAPI) -> None:
         detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
         return JSONResponse({"error": "invalid input", "detail": detail, "fields": fields}, status_code=422)
 
+    @app.exception_handler(Abandoned)
+    async def abandoned(request: Request, exc: Abandoned):  # the client is gone, or the server is stopping
+        return _error(503, "abandoned", str(exc), headers={"Retry-After": "5", "Connection": "close"})
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # every method of the path, not only those of the first route that matched it
+            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
         return _error(exc.status_code, "request refused" if exc.status_code < 500 else "server error",
-                      str(exc.detail), headers=getattr(exc, "headers", None))
+                      str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _error(500, "internal error", "an unexpected error occurred; details are in the server log")
+
+
+def _allowed_methods(request: Request) -> str:
+    routes = request.app.router.routes
+    return ", ".join(m for m in ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+                     if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes))
 
 
 def _true_openapi(app: FastAPI, request_model: type[BaseModel]) -> None:

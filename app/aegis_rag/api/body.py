@@ -2,22 +2,75 @@
 
 A declared Content-Length over the limit is refused before reading; a body without one (chunked) is
 counted as it arrives and refused as soon as it passes the limit. Uploads are parsed in memory: a
-refused upload never reaches a temporary file.
+refused upload never reaches a temporary file. DrainUnreadBody makes sure the client reads the refusal.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 
+import anyio
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from python_multipart.exceptions import FormParserError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import REFUSED_HEADERS
 
 MULTIPART_OVERHEAD = 16 * 1024  # boundaries and part headers around the file
+DRAIN_MAX_BYTES = 8 * 1024 * 1024  # what a refused request may still send before its connection is closed
+DRAIN_MAX_S = 5.0
+
+
+class DrainUnreadBody:
+    """ASGI middleware: reads and discards the unread rest of a request body before its response ends.
+
+    Closing a connection with unread bytes makes the kernel answer with a reset, which can destroy a
+    refusal (413, 401, 429) before the client reads it. The response is sent first; the rest of the body is
+    then read, up to DRAIN_MAX_BYTES or DRAIN_MAX_S, until the client stops sending (most clients stop once
+    they read a final refusal), and only then does the response end.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _has_body(scope):
+            await self.app(scope, receive, send)
+            return
+        body_read = False
+
+        async def watched_receive() -> Message:
+            nonlocal body_read
+            message = await receive()
+            body_read = body_read or message["type"] == "http.disconnect" or not message.get("more_body", False)
+            return message
+
+        async def draining_send(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False) and not body_read:
+                await send({**message, "more_body": True})
+                await _discard_rest(receive)
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app(scope, watched_receive, draining_send)
+
+
+def _has_body(scope: Scope) -> bool:
+    headers = dict(scope["headers"])
+    return b"transfer-encoding" in headers or headers.get(b"content-length", b"0") not in (b"0", b"")
+
+
+async def _discard_rest(receive: Receive) -> None:
+    received = 0
+    with anyio.move_on_after(DRAIN_MAX_S):
+        while received <= DRAIN_MAX_BYTES:
+            message = await receive()
+            if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                return
+            received += len(message.get("body", b""))
 
 
 def too_large(limit: int, what: str) -> HTTPException:

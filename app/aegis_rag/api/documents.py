@@ -2,6 +2,7 @@
 
 The upload is read by hand after the API-key check (see auth.py), within AEGIS_MAX_UPLOAD_BYTES and in
 memory (body.py), so a refused or oversized upload is never spooled to disk.
+Ingestion runs on its own bounded pool and stops, writing nothing, when its client goes away (ingestion.py).
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ def documents_router(settings: Settings) -> APIRouter:
     auth = (401,) if settings.api_keys else ()
 
     @router.post("/documents", response_model=UploadResult, openapi_extra={"requestBody": _UPLOAD_BODY},
-                 responses=error_responses(400, *auth, 413, 415, 422, 503))
+                 responses=error_responses(400, *auth, 413, 415, 422, 429, 503))
     async def upload(request: Request) -> UploadResult:
-        service = request.app.state.service
-        name, content_type, data = await read_upload(request, service.settings.max_upload_bytes)
-        result = await run_in_threadpool(service.ingest_bytes, name or "upload.txt", data, content_type)
+        service, ingests = request.app.state.service, request.app.state.ingests
+        with ingests.slot():  # before the body is read: a busy server refuses at once
+            name, content_type, data = await read_upload(request, service.settings.max_upload_bytes)
+            result = await ingests.run(request, service.ingest_bytes, name or "upload.txt", data, content_type)
         await run_in_threadpool(service.refresh_gauges)
         return UploadResult.model_validate(result)
 

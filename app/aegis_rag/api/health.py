@@ -2,7 +2,8 @@
 
 /health is async and does no I/O, so it answers even when every pool thread waits on a hung dependency.
 /ready runs its probes on its own small pool, not the request pool /chat uses, and concurrent /ready
-requests share one probe run.
+requests share one probe run. /metrics is rendered on a pool of its own too: a scrape never queues
+behind requests that wait on a hung dependency (the scrape timeout would page for a live API).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 
 router = APIRouter()
 _READINESS_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="aegis-readiness")
+_METRICS_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aegis-metrics")
 
 
 @router.get("/health")
@@ -42,13 +44,16 @@ def _readiness_run(app: FastAPI) -> Future:
 # Documented as what it is: Prometheus text exposition, not JSON.
 @router.get("/metrics", response_class=PlainTextResponse, responses={200: {
     "description": "Prometheus text exposition format (every Aegis and HTTP metric)"}})
-def metrics(request: Request):
+async def metrics(request: Request):
+    body = await asyncio.wrap_future(_METRICS_POOL.submit(_exposition, request.app))
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def _exposition(app: FastAPI) -> bytes:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # several workers: aggregate every worker's files
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        body = generate_latest(registry)
-    else:
-        body = generate_latest(REGISTRY) + generate_latest(request.app.state.http_registry)
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY) + generate_latest(app.state.http_registry)

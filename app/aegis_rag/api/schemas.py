@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, TypeAdapter, create_model
+from pydantic import BaseModel, Field, StrictBool, StrictInt, TypeAdapter, create_model
 
 from ..service import ChatResult
 from ..settings import Settings
@@ -65,15 +65,22 @@ class Deleted(BaseModel):
     status: Literal["deleted"]
 
 
+# "Not blank": one character that is not white space. Spelt out because \S differs between the engines
+# that read it: ECMA-262 (the published JSON Schema) counts U+FEFF as space and U+0085 not, pydantic's Rust
+# regex and Python the other way round. This class (Unicode's White_Space and U+FEFF) means the same in all.
+NOT_BLANK = r"[^\t\n\x0B\f\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\uFEFF]"
+
+
 def chat_request_model(s: Settings) -> type[BaseModel]:
     turn = create_model("HistoryTurn", __base__=Turn,
                         content=(str, Field(max_length=s.max_message_chars)))
     # Field definitions built at run time: typed as a plain mapping, which create_model takes as is.
     fields: dict[str, Any] = {
-        "question": (str, Field(min_length=1, max_length=s.max_question_chars, pattern=r"\S")),
+        "question": (str, Field(min_length=1, max_length=s.max_question_chars, pattern=NOT_BLANK)),
         "history": (list[turn], Field(default_factory=list, max_length=s.max_history_turns)),
-        "top_k": (int | None, Field(None, ge=1, le=50)),
-        "stream": (bool, False),
+        # strict: "5", 5.0, 0 or "true" are refused, not coerced (the published types are integer and boolean)
+        "top_k": (StrictInt | None, Field(None, ge=1, le=50)),
+        "stream": (StrictBool, False),
     }
     return create_model("ChatRequest", **fields)
 
@@ -93,6 +100,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
                  413: "request body or upload over the limit",
                  415: "unsupported file type",
                  422: "invalid input",
+                 429: "too many uploads being ingested (retry after the Retry-After header)",
                  503: "a dependency is unavailable (retry after the Retry-After header)"}
     return {s: {"model": InvalidInput if s == 422 else ErrorResponse, "description": described[s]}
             for s in statuses}
