@@ -12,11 +12,17 @@ import pytest
 
 
 @pytest.mark.parametrize(("field", "value"), [("stream", 0), ("stream", 1), ("stream", "true"), ("stream", None),
-                                              ("top_k", "5"), ("top_k", 5.0), ("top_k", True)])
+                                              ("top_k", "5"), ("top_k", 5.5), ("top_k", True), ("top_k", [5])])
 def test_typed_fields_are_refused_not_coerced(client, field, value):
     r = client.post("/chat", json={"question": "When are snapshots uploaded?", field: value})
     assert r.status_code == 422, r.text
     assert [f["field"] for f in r.json()["fields"]] == [field]
+    assert r.json()["fields"][0]["message"].startswith("Input should be a valid")
+
+
+def test_an_integral_number_is_a_json_integer(client):  # JSON Schema's `integer` admits 2.0
+    r = client.post("/chat", json={"question": "When are snapshots uploaded?", "top_k": 2.0})
+    assert r.status_code == 200 and len(r.json()["sources"]) <= 2, r.text
 
 
 # White space by one engine or another, and look-alikes that are white space to none

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from ..settings import Settings
 from .auth import api_key_dependencies
 from .body import read_body
-from .schemas import CHAT_RESPONSE, SSE_DESCRIPTION, ChatResponse, chat_body_limit, error_responses
+from .schemas import CHAT_RESPONSE, SSE_EVENT, ChatResponse, chat_body_limit, error_responses
 
 Event = tuple[str, dict]
 
@@ -30,7 +30,7 @@ def chat_router(settings: Settings, request_model: type[BaseModel]) -> APIRouter
 
     @router.post("/chat", response_model=ChatResponse, responses={
         200: {"description": "the answer, as JSON or (stream: true) as Server-Sent Events",
-              "content": {"text/event-stream": {"schema": {"type": "string", "description": SSE_DESCRIPTION}}}},
+              "content": {"text/event-stream": {"schema": SSE_EVENT}}},
         **error_responses(*statuses)},
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
             "schema": {"$ref": f"#/components/schemas/{request_model.__name__}"}}}}})

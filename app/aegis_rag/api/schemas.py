@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, StrictBool, StrictInt, TypeAdapter, create_model
+from pydantic import BaseModel, Field, StrictBool, TypeAdapter, create_model, field_validator
+from pydantic_core import PydanticCustomError
 
 from ..service import ChatResult
 from ..settings import Settings
@@ -78,11 +79,20 @@ def chat_request_model(s: Settings) -> type[BaseModel]:
     fields: dict[str, Any] = {
         "question": (str, Field(min_length=1, max_length=s.max_question_chars, pattern=NOT_BLANK)),
         "history": (list[turn], Field(default_factory=list, max_length=s.max_history_turns)),
-        # strict: "5", 5.0, 0 or "true" are refused, not coerced (the published types are integer and boolean)
-        "top_k": (StrictInt | None, Field(None, ge=1, le=50)),
+        # JSON's types, not coerced: top_k a JSON integer (5 or 5.0, never "5" or true), stream a boolean
+        "top_k": (int | None, Field(None, ge=1, le=50)),
         "stream": (StrictBool, False),
     }
-    return create_model("ChatRequest", **fields)
+    return create_model("ChatRequest", __validators__={"top_k_is_a_number": _TOP_K_IS_A_NUMBER}, **fields)
+
+
+def _number_only(value: Any) -> Any:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+_TOP_K_IS_A_NUMBER = field_validator("top_k", mode="before")(_number_only)
 
 
 def chat_body_limit(s: Settings) -> int:
@@ -110,3 +120,7 @@ SSE_DESCRIPTION = (
     "With `stream: true`, Server-Sent Events: `token` events (`{\"text\": ...}`), then one `sources` event "
     "with every field of the JSON answer but `answer`; an LLM failure after the first token ends the stream "
     "with an `error` event (`{\"error\", \"detail\", \"dependency\"}`) instead.")
+# The schema of each event of the stream (as OpenAPI 3.2's itemSchema, and as Schemathesis reads `schema`)
+SSE_EVENT = {"type": "object", "description": SSE_DESCRIPTION, "required": ["event", "data"],
+             "properties": {"event": {"type": "string", "enum": ["token", "sources", "error"]},
+                            "data": {"type": "string", "description": "one JSON object, as described above"}}}
