@@ -43,3 +43,4 @@ bench: setup-dev
 	$(VENV)/python -m bench.bench_health_check
 	$(VENV)/python -m bench.bench_restore
 	$(VENV)/python -m bench.bench_memory
+	$(VENV)/python -m bench.bench_reliability
