@@ -1,20 +1,31 @@
 """Shared by the Molecule scenario runs (test_scenarios.py, test_fleet_scenario.py): podman usable and the test
 hosts' base image in place, and `molecule test -s <scenario>` run from the repository root. Skips only where
-podman cannot run at all, and never in CI (CI set): there a missing podman is a failure."""
+podman cannot run at all, and never in CI (CI set): there a missing podman is a failure.
+
+Clean runs: before a scenario starts, what earlier runs left is swept (its own hosts, hosts of scenarios that no
+longer exist, molecule and ansible-playbook processes of it or orphaned); molecule runs in a session of its own,
+and a run that times out (or is interrupted) is killed with everything it started, then its hosts destroyed."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).parents[2]
 VENV_BIN = Path(sys.executable).parent
 SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
+# The molecule podman driver labels its containers owner=molecule; the test-host image labels them with its recipe.
+HOST_LABELS = ("owner=molecule", "org.aegis.testhost.recipe")
+TOOLS = {"molecule", "ansible-playbook"}
 
 
 def podman_problem() -> str | None:
@@ -41,10 +52,189 @@ def test_hosts():
     assert setup.returncode == 0, f"scripts/testhosts.sh failed:\n{setup.stdout}{setup.stderr}"
 
 
+def scenario_hosts(scenario: str) -> set[str]:
+    """The container names of a scenario (its molecule.yml's platforms; every scenario lists its own)."""
+    config = yaml.safe_load((ROOT / "molecule" / scenario / "molecule.yml").read_text()) or {}
+    return {p["name"] for p in config.get("platforms") or []}
+
+
+def host_containers() -> list[str]:
+    """Names of the containers (running or not) that Molecule made from the test-host image."""
+    filters = [f"--filter=label={label}" for label in HOST_LABELS]
+    listed = subprocess.run(["podman", "ps", "-a", *filters, "--format", "{{.Names}}"], capture_output=True,
+                            text=True, check=True, timeout=60)
+    return listed.stdout.split()
+
+
+def _processes() -> dict[int, tuple[int, list[str], str]]:
+    """pid: (ppid, argv, cwd) of every process we can read."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = [a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cwd = os.readlink(entry / "cwd")
+        except (OSError, ValueError, IndexError):
+            continue
+        found[int(entry.name)] = (ppid, argv, cwd)
+    return found
+
+
+def _tool(argv: list[str]) -> str | None:
+    """molecule or ansible-playbook when argv runs one (directly or through python), else None."""
+    for arg in argv[:2]:
+        if (name := Path(arg).name) in TOOLS:
+            return name
+    return None
+
+
+def _of_scenario(argv: list[str], scenario: str) -> bool:
+    """argv is molecule's `-s scenario` or an ansible-playbook of the scenario's playbooks or inventory."""
+    pairs = zip(argv, argv[1:])
+    return (any(a in ("-s", "--scenario-name") and b == scenario for a, b in pairs)
+            or any(f"/molecule/{scenario}/" in a or a.endswith(f".{scenario}/inventory") for a in argv))
+
+
+def leftover_processes(scenario: str) -> list[tuple[int, list[str]]]:
+    """molecule and ansible-playbook processes run from this repository that belong to `scenario` or are
+    orphaned (their parent gone: reparented to pid 1), with every process they started."""
+    procs = _processes()
+    root = str(ROOT)
+    roots = {pid for pid, (ppid, argv, cwd) in procs.items()
+             if pid != os.getpid() and _tool(argv) and (cwd == root or cwd.startswith(root + os.sep))
+             and (ppid == 1 or _of_scenario(argv, scenario))}
+    return [(pid, procs[pid][1]) for pid in sorted(_with_descendants(roots, procs))]
+
+
+def _with_descendants(pids: set[int], procs: dict[int, tuple[int, list[str], str]]) -> set[int]:
+    """pids and all their descendants. Ansible's workers run in sessions of their own, so a process group does
+    not hold everything a run started."""
+    found, todo = set(pids), list(pids)
+    while todo:
+        parent = todo.pop()
+        for pid, (ppid, _argv, _cwd) in procs.items():
+            if ppid == parent and pid not in found:
+                found.add(pid)
+                todo.append(pid)
+    return found
+
+
+def _signal(pids: set[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def kill_tree(pids: set[int], grace_s: float = 10.0) -> None:
+    """SIGTERM to the processes and their descendants, SIGKILL to whatever is left after grace_s."""
+    targets = _with_descendants(pids, _processes())
+    _signal(targets, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        # Children started since (a worker forking a `podman exec`) are caught on the way.
+        targets |= _with_descendants(targets, _processes())
+        if not any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in targets):
+            return
+        time.sleep(0.2)
+    _signal(_with_descendants(targets, _processes()), signal.SIGKILL)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
+
+
+def _molecule_env() -> dict[str, str]:
+    return {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", "NO_COLOR": "1"}
+
+
+def sweep(scenario: str) -> list[str]:
+    """Remove what earlier runs left before `scenario` starts: its molecule/ansible-playbook processes and orphaned
+    ones, its hosts, and hosts of scenarios that no longer exist (other scenarios' hosts stay: `make test` runs two
+    scenarios at once, `make fleet` leaves the fleet up). Returns what it removed."""
+    removed = []
+    if leftovers := leftover_processes(scenario):
+        kill_tree({pid for pid, _argv in leftovers})
+        removed += [f"process {pid}: {' '.join(argv)[:200]}" for pid, argv in leftovers]
+    known = set().union(*(scenario_hosts(s) for s in SCENARIOS if s != scenario))
+    stale = [name for name in host_containers() if name in scenario_hosts(scenario) or name not in known]
+    if stale:
+        subprocess.run(["podman", "rm", "--force", "--time=0", *stale], capture_output=True, text=True,
+                       check=False, timeout=300)
+        removed += [f"container {name}" for name in stale]
+    return removed
+
+
+def run_molecule(scenario: str, timeout_s: float, command: str = "test") -> tuple[int | None, str]:
+    """`molecule <command> -s scenario` from the repository root, after a sweep(); (exit code, output), the code
+    None when it timed out. Molecule runs in a session of its own: on timeout, or when the test itself is
+    interrupted (pytest-timeout, ^C), it is killed with every process it started (SIGTERM, then SIGKILL) and
+    `molecule destroy -s scenario` removes its hosts."""
+    swept = sweep(scenario)
+    env = _molecule_env()
+    with tempfile.TemporaryFile("w+") as out:  # a file, not a pipe: nothing that outlives the kill can hold it
+        if swept:
+            out.write("swept before the run:\n" + "\n".join(swept) + "\n")
+            out.flush()
+        proc = subprocess.Popen([str(VENV_BIN / "molecule"), command, "-s", scenario], cwd=ROOT, env=env,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        finished = False
+        try:
+            proc.wait(timeout=timeout_s)
+            finished = True
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            if not finished:
+                _stop(proc, scenario, env, out)
+        out.seek(0)
+        output = out.read()
+    if not finished:
+        return None, output
+    return proc.returncode, output
+
+
+def _stop(proc: subprocess.Popen, scenario: str, env: dict[str, str], out) -> None:
+    """Kill the run's process group and every descendant (Ansible's workers have sessions of their own), then
+    destroy the scenario's hosts."""
+    pids = {proc.pid} | {pid for pid, (_ppid, _argv, _cwd) in _processes().items()
+                         if _pgid(pid) == proc.pid}
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    kill_tree(pids)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+    out.write(f"\n--- killed after the timeout; molecule destroy -s {scenario}:\n")
+    out.flush()
+    subprocess.run([str(VENV_BIN / "molecule"), "destroy", "-s", scenario], cwd=ROOT, env=env,
+                   stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, check=False, timeout=600)
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
 def molecule_test(scenario: str, timeout_s: int) -> None:
-    """`molecule test -s scenario` passes; on failure the assertion shows the end of its output."""
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", "NO_COLOR": "1"}
-    run = subprocess.run([str(VENV_BIN / "molecule"), "test", "-s", scenario], cwd=ROOT, env=env,
-                         capture_output=True, text=True, check=False, timeout=timeout_s)
-    output = run.stdout + run.stderr
-    assert run.returncode == 0, f"molecule test -s {scenario} failed:\n{output[-12000:]}"
+    """`molecule test -s scenario` passes; on failure the assertion shows the end of its output. On timeout the run
+    is killed and its hosts destroyed (run_molecule), and the test fails with the end of the output."""
+    returncode, output = run_molecule(scenario, timeout_s)
+    if returncode is None:
+        pytest.fail(f"molecule test -s {scenario} timed out after {timeout_s} s (killed, hosts destroyed):\n"
+                    f"{output[-12000:]}")
+    assert returncode == 0, f"molecule test -s {scenario} failed:\n{output[-12000:]}"
+

@@ -5,10 +5,12 @@ caches. `make test` runs this file and the fleet's on two pytest workers at once
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
-from tests.molecule.conftest import SCENARIOS, molecule_test
+from tests.molecule.conftest import (SCENARIOS, host_containers, leftover_processes, molecule_test, run_molecule,
+                                     scenario_hosts)
 
 # `loadbalancer` only with AEGIS_MOLECULE_LOADBALANCER=1 for now: the fleet runs the same role in front of real API
 # hosts, and CI's whole run (81 min on a fresh clone with it) must stay inside its 90 min.
@@ -25,3 +27,23 @@ def test_every_tier_has_its_scenario():
 @pytest.mark.parametrize("scenario", RUN)
 def test_scenario(test_hosts, scenario):
     molecule_test(scenario, timeout_s=1800)
+
+
+# Here, not in a file of its own: `make test` spreads files over two workers, and this one must not run the qdrant
+# scenario while test_scenario does.
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_killed_run_leaves_nothing(test_hosts):
+    """A run cut by its timeout leaves no host and no molecule/ansible-playbook process of its scenario."""
+    returncode, output = run_molecule("qdrant", timeout_s=50)  # a whole `molecule test` takes ~3 min
+    assert returncode is None, f"molecule test -s qdrant was not cut by the timeout:\n{output[-4000:]}"
+    assert "[qdrant > create] Executed: Successful" in output, f"killed before its hosts existed:\n{output[-4000:]}"
+    assert "--- killed after the timeout; molecule destroy -s qdrant" in output
+    left = set(host_containers()) & scenario_hosts("qdrant")
+    assert not left, f"hosts left after the kill: {sorted(left)}\n{output[-4000:]}"
+    assert scenario_hosts("qdrant") == {"aegis-qdrant-1", "aegis-qdrant-2"}
+    everything = subprocess.run(["podman", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True,
+                                check=True, timeout=60).stdout.split()
+    assert not set(everything) & scenario_hosts("qdrant")
+    procs = leftover_processes("qdrant")
+    assert not procs, f"processes left after the kill: {procs}"

@@ -9,7 +9,11 @@ The archive (<cache>/aegis-api-<version>-<digest>.tar, <digest> from its manifes
 model) holds wheels/ (the project and every dependency, from `pip wheel`), model/ (with --model: the exported
 ONNX all-MiniLM-L6-v2, from `python -m aegis_rag.embeddings bundle`) and RELEASE.json. An index keyed by the
 inputs (the project's files, version, extras, --model, Python and platform) makes a second call with the same
-inputs print the same archive without running pip. Prints one JSON line: archive, sha256, built, ...
+inputs print the same archive without running pip. Prints one JSON line: archive, sha256, built, pruned, ...
+
+After each call the cache keeps the --keep (default 5) most recently used archives and wheel sets (a call that
+reuses one counts as a use), drops index entries whose archive is gone and what a killed build left (its
+temporary folder and archive); --keep 0 keeps everything.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pathlib import Path
 
 SOURCE_ITEMS = ("pyproject.toml", "README.md", "LICENSE", "app")  # what setuptools needs to build the wheel
 SKIPPED = {"__pycache__", ".pytest_cache", ".mypy_cache"}
+KEEP = 5  # archives and wheel sets kept in the cache (--keep)
 
 
 def source_files(source: Path) -> list[Path]:
@@ -173,6 +178,8 @@ def main() -> int:
                         help="ship the exported ONNX model (local embeddings)")
     parser.add_argument("--host-python", default="",
                         help="the hosts' full Python versions, comma-separated (e.g. 3.11.2), for the markers")
+    parser.add_argument("--keep", type=int, default=KEEP,
+                        help="archives and wheel sets to keep in the cache, most recently used first (0: all)")
     args = parser.parse_args()
     args.host_python = sorted({v.strip() for v in args.host_python.split(",") if v.strip()})
     bad = [v for v in args.host_python if v.count(".") != 2 or ".".join(v.split(".")[:2]) != python_tag()]
@@ -190,20 +197,25 @@ def main() -> int:
     # and model, and the second finds the first one's archive.
     with (cache / ".build.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return build(source, files, args, cache, entry)
+        result = build(source, files, args, cache, entry)
+        # Under the lock: no other build is running, so temporary files are a killed build's.
+        result["pruned"] = [str(p) for p in prune(cache, args.keep)]
+        print(json.dumps(result))
+        return 0
 
 
-def build(source: Path, files: list[Path], args: argparse.Namespace, cache: Path, entry: Path) -> int:
+def build(source: Path, files: list[Path], args: argparse.Namespace, cache: Path, entry: Path) -> dict:
+    """The archive for these inputs, from the index or built; marks the archive and its wheel set as used."""
+    # The wheel set of these sources is kept: another release name of the same sources only re-packs it.
+    wheels = cache / "wheels" / input_key(source, files, args, release=False)[:16]
     try:
         known = json.loads(entry.read_text())
         if sha256_file(Path(known["archive"])) == known["sha256"]:
-            print(json.dumps({**known, "built": False}))
-            return 0
+            touch(Path(known["archive"]), wheels)
+            return {**known, "built": False}
     except (OSError, ValueError, KeyError):
         pass
 
-    # The wheel set of these sources is kept: another release name of the same sources only re-packs it.
-    wheels = cache / "wheels" / input_key(source, files, args, release=False)[:16]
     if not wheels.is_dir():
         with tempfile.TemporaryDirectory(prefix="aegis-api-build-", dir=cache) as work:
             build_wheels(source, files, args.extras, Path(work) / "wheels", Path(work))
@@ -221,8 +233,43 @@ def build(source: Path, files: list[Path], args: argparse.Namespace, cache: Path
     tmp = entry.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(result))
     tmp.replace(entry)
-    print(json.dumps({**result, "built": True}))
-    return 0
+    touch(archive, wheels)
+    return {**result, "built": True}
+
+
+def touch(*paths: Path) -> None:
+    """Mark as just used (prune keeps the most recently used)."""
+    for path in paths:
+        if path.exists():
+            os.utime(path)
+
+
+def prune(cache: Path, keep: int) -> list[Path]:
+    """Keep the `keep` most recently used archives and wheel sets; remove the others, index entries whose archive
+    is gone and a killed build's leftovers (temporary folders and archives). Returns what it removed."""
+    removed = [p for p in cache.glob("aegis-api-build-*") if p.is_dir()]
+    removed += list(cache.glob(".aegis-api-*.tmp")) + list((cache / "index").glob("*.tmp"))
+    if keep > 0:
+        def newest_first(paths):
+            return sorted(paths, key=lambda p: p.stat().st_mtime, reverse=True)
+
+        removed += newest_first(cache.glob("aegis-api-*.tar"))[keep:]
+        wheel_sets = (cache / "wheels").glob("*")
+        removed += newest_first(p for p in wheel_sets if p.is_dir())[keep:]
+    for path in removed:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    for entry in (cache / "index").glob("*.json"):
+        try:
+            archive = Path(json.loads(entry.read_text())["archive"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not archive.exists():
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
 
 
 if __name__ == "__main__":
