@@ -403,3 +403,21 @@ def start_double(tmp_path):
     yield start
     for service in started:
         service.process.stop()
+
+
+@pytest.fixture
+def start_aegis(tmp_path, local_embedder):
+    """Factory: a real Aegis API served by uvicorn in a thread (embedded store, the local embedder unless
+    `embedder` is given) with other settings (e.g. api_keys=[...]); stopped at test end."""
+    from tests.collection.aegis_app import AegisServer
+
+    servers = []
+
+    def start(embedder=None, **settings):
+        server = AegisServer(tmp_path / f"aegis{len(servers)}", embedder=embedder or local_embedder, **settings).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -114,3 +117,18 @@ def server_client(server_settings, local_embedder):
         c.__exit__(None, None, None)
 
 
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 90) -> None:
+    """Until `aegis-rag serve` (proc) answers /ready with 200; fails with its stderr if it exits first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError("the API did not become ready")

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.collection.aegis_app import AegisServer
+from tests.api.conftest import wait_ready
 from tests.stack import free_port
 
 LLM_TIMEOUT_S = 10
@@ -46,21 +46,6 @@ def black_hole():
     sock.close()
 
 
-@pytest.fixture
-def serve(tmp_path):
-    """Factory: an Aegis API served by uvicorn in a thread (embedded store), stopped at test end."""
-    servers: list[AegisServer] = []
-
-    def start(embedder, **settings) -> AegisServer:
-        server = AegisServer(tmp_path / f"data{len(servers)}", embedder=embedder, **settings).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
 class SlowEmbedder:
     """The real local embedder, with a delay per passage batch and a count of the batches embedded."""
 
@@ -77,8 +62,8 @@ class SlowEmbedder:
 
 
 # --- monitoring routes never wait for the request threads
-def test_monitoring_answers_while_every_request_thread_waits_on_a_hung_llm(serve, local_embedder, black_hole):
-    server = serve(local_embedder, llm="ollama", ollama_url=black_hole, llm_timeout_s=LLM_TIMEOUT_S)
+def test_monitoring_answers_while_every_request_thread_waits_on_a_hung_llm(start_aegis, black_hole):
+    server = start_aegis(llm="ollama", ollama_url=black_hole, llm_timeout_s=LLM_TIMEOUT_S)
     server.add_document()
     chats_done: list[float] = []
 
@@ -107,9 +92,9 @@ def test_monitoring_answers_while_every_request_thread_waits_on_a_hung_llm(serve
 
 
 # --- ingestion: abandoned with its client, bounded, refused clearly
-def test_an_upload_whose_client_gives_up_stops_and_writes_nothing(serve, local_embedder):
+def test_an_upload_whose_client_gives_up_stops_and_writes_nothing(start_aegis, local_embedder):
     embedder = SlowEmbedder(local_embedder, delay_s=0.2)
-    server = serve(embedder, embed_batch_size=4, max_concurrent_ingests=1)
+    server = start_aegis(embedder=embedder, embed_batch_size=4, max_concurrent_ingests=1)
     doc = big_markdown(400)  # 100 batches: 20 s of embedding
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(server.url + "/documents", files={"file": ("manual.md", doc, "text/markdown")}, timeout=2)
@@ -129,9 +114,9 @@ def test_an_upload_whose_client_gives_up_stops_and_writes_nothing(serve, local_e
     assert [d["document"] for d in httpx.get(server.url + "/documents", timeout=10).json()["documents"]] == ["small.md"]
 
 
-def test_uploads_beyond_the_concurrent_ingest_limit_get_429_with_retry_after(serve, local_embedder):
+def test_uploads_beyond_the_concurrent_ingest_limit_get_429_with_retry_after(start_aegis, local_embedder):
     embedder = SlowEmbedder(local_embedder, delay_s=0.2)
-    server = serve(embedder, embed_batch_size=4, max_concurrent_ingests=1)
+    server = start_aegis(embedder=embedder, embed_batch_size=4, max_concurrent_ingests=1)
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(httpx.post, server.url + "/documents", timeout=60,
                             files={"file": ("manual.md", big_markdown(40), "text/markdown")})  # 10 batches: 2 s
@@ -157,7 +142,7 @@ def test_sigterm_during_an_ingest_stops_within_the_unit_timeout_and_keeps_the_st
     url = f"http://127.0.0.1:{port}"
     server = _serve(env)
     try:
-        _wait_ready(url, server)
+        wait_ready(url, server)
         r = httpx.post(url + "/documents", files={"file": ("small.md", SMALL_DOC, "text/markdown")}, timeout=30)
         assert r.status_code == 200, r.text
         jina.faults.add(path="^/v1/embeddings$", latency_ms=500)  # 100 batches: 50 s of embedding
@@ -177,7 +162,7 @@ def test_sigterm_during_an_ingest_stops_within_the_unit_timeout_and_keeps_the_st
     jina.faults.clear()
     again = _serve(env)
     try:
-        _wait_ready(url, again)
+        wait_ready(url, again)
         docs = httpx.get(url + "/documents", timeout=10).json()
         assert [d["document"] for d in docs["documents"]] == ["small.md"], docs
         r = httpx.post(url + "/chat", json=Q, timeout=30)
@@ -204,25 +189,11 @@ def _kill(proc: subprocess.Popen) -> None:
         proc.wait(10)
 
 
-def _wait_ready(url: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"serve exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError("the API did not become ready")
-
-
 # --- over-limit uploads always get their 413
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is installed by scripts/setup.sh")
 @pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
-def test_an_over_limit_upload_always_gets_its_413(serve, local_embedder, tmp_path, chunked):
-    server = serve(local_embedder, max_upload_bytes=1024 * 1024)
+def test_an_over_limit_upload_always_gets_its_413(start_aegis, tmp_path, chunked):
+    server = start_aegis(max_upload_bytes=1024 * 1024)
     big = tmp_path / "big.md"
     with big.open("wb") as fh:  # 256 MB, mostly a hole: cheap to make and to read
         fh.truncate(256 * 1024 * 1024)

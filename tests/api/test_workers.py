@@ -4,12 +4,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import httpx
 from prometheus_client import CollectorRegistry, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.api.conftest import wait_ready
 from tests.stack import free_port
 
 
@@ -24,7 +24,7 @@ def test_metrics_are_summed_across_workers(qdrant, ollama, collection_name, tmp_
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, proc)
+        wait_ready(url, proc)
         with httpx.Client(base_url=url, timeout=10) as client:
             for i in range(40):  # a new connection each time, so both workers get some
                 r = httpx.post(f"{url}/chat", json={"question": f"question {i}", "history": []}, timeout=10)
@@ -51,17 +51,3 @@ def _chat_requests(counter_file, scratch) -> float:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=str(scratch))
     return registry.get_sample_value("http_requests_total", {"handler": "/chat", "method": "POST", "status": "2xx"}) or 0
-
-
-def _wait_ready(url: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"serve exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError("the API did not become ready")

@@ -144,23 +144,6 @@ def aegis_api(tmp_path_factory, local_embedder):
 
 
 @pytest.fixture
-def start_aegis(tmp_path, local_embedder):
-    """Factory for an extra Aegis API with other settings (e.g. api_keys=[...]); stopped at test end."""
-    from tests.collection.aegis_app import AegisServer
-
-    servers = []
-
-    def start(**settings):
-        server = AegisServer(tmp_path / f"aegis{len(servers)}", embedder=local_embedder, **settings).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture
 def closed_port_url():
     """A loopback URL where nothing listens (connection refused)."""
     from tests.stack import free_port
