@@ -147,3 +147,30 @@ def test_an_unusable_store_in_direct_mode_is_one_line(docs, monkeypatch, capsys)
     assert err.strip() == ("aegis-rag: cannot open the vector store: DependencyError: "
                            "vector_store: Qdrant unreachable at http://127.0.0.1:1")
     assert out == ""
+
+
+def test_invalid_settings_are_one_line_naming_the_variable_and_the_value(monkeypatch, capsys):
+    monkeypatch.setenv("AEGIS_TOP_K", "notanumber")
+    monkeypatch.setenv("AEGIS_QDRANT_API_KEY", "s3cret")
+    monkeypatch.setenv("AEGIS_LLM", "gpt")
+    assert cli.main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("aegis-rag: invalid settings: "), err
+    assert "top_k (AEGIS_TOP_K): Input should be a valid integer" in err and "(given 'notanumber')" in err
+    assert "llm (AEGIS_LLM): Input should be 'ollama', 'llamacpp' or 'extractive' (given 'gpt')" in err
+    assert "s3cret" not in err
+
+
+def test_a_secret_setting_is_never_echoed():
+    from pydantic import BaseModel, ValidationError
+
+    class Secrets(BaseModel):
+        redis_password: int
+        api_keys: int
+        port: int
+
+    with pytest.raises(ValidationError) as caught:
+        Secrets(redis_password="hunter2", api_keys="k1,k2", port="eighty")
+    line = cli.settings_problem(caught.value)
+    assert "redis_password (AEGIS_REDIS_PASSWORD): Input should be a valid integer" in line
+    assert "hunter2" not in line and "k1,k2" not in line and "(given 'eighty')" in line

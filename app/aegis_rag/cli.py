@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import httpx
+from pydantic import ValidationError
 
 from .errors import BadDocument, ConfigurationError, DependencyError
 from .ingest.parsing import SUPPORTED_SUFFIXES
@@ -39,11 +40,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings()
     except Exception as exc:
-        print(f"aegis-rag: invalid settings: {exc}", file=sys.stderr)
+        print(f"aegis-rag: invalid settings: {settings_problem(exc)}", file=sys.stderr)
         return 2
     if args.command == "serve":
         return serve_cmd(settings, args)
     return ingest_cmd(settings, args)
+
+
+def settings_problem(exc: Exception) -> str:
+    """One line (the journal's unit of search) naming each bad setting, its variable and, unless it is a
+    secret, the value given: `top_k (AEGIS_TOP_K): Input should be a valid integer, ... (given 'x')`."""
+    if not isinstance(exc, ValidationError):
+        return " ".join(str(exc).split())
+    problems = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        where = f"{name} (AEGIS_{name.upper()})" if error["loc"] else name
+        secret = any(word in name for word in ("key", "password", "secret", "token"))
+        given = "" if secret or "input" not in error else f" (given {error['input']!r:.80})"
+        problems.append(f"{where}: {error['msg']}{given}")
+    return "; ".join(problems)
 
 
 def serve_cmd(settings: Settings, args) -> int:
