@@ -9,7 +9,13 @@ build cache under ~/.cache/aegis/molecule-artifacts is warm after the first run 
 each playbook's duration and the loop's answered and failed requests in the file named by
 AEGIS_FLEET_STEPS (bench/out/fleet-steps.jsonl). `molecule destroy` at the end unless --keep. Prints JSON: every run and the medians.
 
-    python -m bench.bench_fleet [--runs 3] [--keep]
+With --converge-only the side effect is skipped. With --connections A B each run converges a new fleet once per
+connection, in turn (A B A B ...: paired), Ansible reaching the hosts over that connection plugin
+(AEGIS_MOLECULE_CONNECTION: podman_pipelined, the default, or containers.podman's podman); the medians are
+per connection and the ratios pair each run's A with its B. Each converge's output, with a task profile
+(ansible.posix.profile_tasks), is kept in bench/out/fleet-<connection>-<run>-<first|second>.log.
+
+    python -m bench.bench_fleet [--runs 3] [--keep] [--converge-only] [--connections podman_pipelined podman]
 """
 
 from __future__ import annotations
@@ -29,15 +35,19 @@ VENV_BIN = ROOT / ".venv" / "bin"
 RECORD = ROOT / "bench" / "out" / "fleet-steps.jsonl"
 
 
-def molecule(command: str) -> float:
+def molecule(command: str, connection: str = "podman_pipelined", log: Path | None = None) -> float:
     """Runs `molecule <command> -s default` from the repository root; returns its wall time in seconds."""
-    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "AEGIS_FLEET_STEPS": str(RECORD)}
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "AEGIS_FLEET_STEPS": str(RECORD),
+           "AEGIS_MOLECULE_CONNECTION": connection, "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks"}
     started = time.monotonic()
     proc = subprocess.run([str(VENV_BIN / "molecule"), command, "-s", "default"], cwd=ROOT, env=env,
                           capture_output=True, text=True, check=False)
+    took = round(time.monotonic() - started, 1)
+    if log is not None:
+        log.write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         raise SystemExit(f"molecule {command} failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}")
-    return round(time.monotonic() - started, 1)
+    return took
 
 
 def steps(path: Path) -> list[dict]:
@@ -50,29 +60,47 @@ def steps(path: Path) -> list[dict]:
     return found
 
 
-def one_run(keep: bool) -> dict:
+def one_run(keep: bool, connection: str, converge_only: bool, name: str) -> dict:
     molecule("destroy")
     molecule("create")
     molecule("prepare")
     RECORD.parent.mkdir(exist_ok=True)
     RECORD.unlink(missing_ok=True)
-    first = molecule("converge")
-    second = molecule("converge")
-    molecule("side-effect")
+    first = molecule("converge", connection, RECORD.parent / f"fleet-{connection}-{name}-first.log")
+    second = molecule("converge", connection, RECORD.parent / f"fleet-{connection}-{name}-second.log")
+    if not converge_only:
+        molecule("side-effect", connection)
     if not keep:
         molecule("destroy")
-    return {"site_first_s": first, "site_second_s": second, "steps": steps(RECORD)}
+    return {"connection": connection, "site_first_s": first, "site_second_s": second, "steps": steps(RECORD)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="leave the last run's fleet up")
+    parser.add_argument("--converge-only", action="store_true", help="no side effect (upgrade, rollback, ...)")
+    parser.add_argument("--connections", nargs="+", default=["podman_pipelined"], choices=["podman_pipelined", "podman"])
     args = parser.parse_args()
-    runs = [one_run(args.keep and n == args.runs - 1) for n in range(args.runs)]
+    last = args.runs * len(args.connections) - 1
+    runs = [one_run(args.keep and n * len(args.connections) + i == last, connection, args.converge_only, str(n))
+            for n in range(args.runs) for i, connection in enumerate(args.connections)]
 
     def median(values: list[float]) -> float:
         return round(statistics.median(values), 1)
+
+    if len(args.connections) > 1:
+        first, second = args.connections[:2]
+        pairs = list(zip(runs[0::len(args.connections)], runs[1::len(args.connections)]))
+        print(json.dumps({"runs": [{k: v for k, v in r.items() if k != "steps"} for r in runs], "median": {
+            c: {"site_first_s": median([r["site_first_s"] for r in runs if r["connection"] == c]),
+                "site_second_s": median([r["site_second_s"] for r in runs if r["connection"] == c])}
+            for c in args.connections},
+            f"{first}_to_{second}": {
+                "site_first": round(statistics.median([a["site_first_s"] / b["site_first_s"] for a, b in pairs]), 2),
+                "site_second": round(statistics.median([a["site_second_s"] / b["site_second_s"] for a, b in pairs]), 2)}},
+            indent=2))
+        return
 
     by_step: dict[str, list[dict]] = {}
     for run in runs:
