@@ -24,11 +24,13 @@ stop:
 	scripts/demo.sh stop
 
 # The whole fleet on local podman hosts (Molecule's default scenario), left running; docs/operations/deploy.md.
+# Under the machine-wide lock of the scenario that the tests take too (tests/molecule/conftest.py).
+FLEET_LOCK := /run/lock/aegis-molecule-default.lock
 fleet: setup-dev
-	PATH="$(CURDIR)/.venv/bin:$$PATH" molecule converge -s default
+	PATH="$(CURDIR)/.venv/bin:$$PATH" flock $(FLEET_LOCK) molecule converge -s default
 
 fleet-down: setup-dev
-	PATH="$(CURDIR)/.venv/bin:$$PATH" molecule destroy -s default
+	PATH="$(CURDIR)/.venv/bin:$$PATH" flock $(FLEET_LOCK) molecule destroy -s default
 
 setup:
 	scripts/setup.sh

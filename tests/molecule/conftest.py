@@ -8,6 +8,7 @@ and a run that times out (or is interrupted) is killed with everything it starte
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -15,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -26,6 +29,8 @@ SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.y
 # The molecule podman driver labels its containers owner=molecule; the test-host image labels them with its recipe.
 HOST_LABELS = ("owner=molecule", "org.aegis.testhost.recipe")
 TOOLS = {"molecule", "ansible-playbook"}
+LOCK_DIR = Path("/run/lock")  # machine-wide, as the Makefile's fleet targets use it
+LOCK_WAIT_S = 1800
 
 
 def podman_problem() -> str | None:
@@ -171,11 +176,43 @@ def sweep(scenario: str) -> list[str]:
     return removed
 
 
+def lock_path(scenario: str) -> Path:
+    return LOCK_DIR / f"aegis-molecule-{scenario}.lock"
+
+
+@contextmanager
+def scenario_lock(scenario: str, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """One run of a scenario at a time on this machine, from whichever checkout: its hosts have fixed names, and
+    without it a second run's sweep would remove the first's hosts mid-run. `make fleet` and `make fleet-down`
+    take the same lock (flock(1)); the kernel releases it when its holder dies."""
+    path = lock_path(scenario)
+    with path.open("a") as handle:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"another run of the {scenario} scenario has held {path} for over "
+                                       f"{wait_s:g} s (`fuser {path}` names it)") from None
+                time.sleep(1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run_molecule(scenario: str, timeout_s: float, command: str = "test") -> tuple[int | None, str]:
-    """`molecule <command> -s scenario` from the repository root, after a sweep(); (exit code, output), the code
-    None when it timed out. Molecule runs in a session of its own: on timeout, or when the test itself is
-    interrupted (pytest-timeout, ^C), it is killed with every process it started (SIGTERM, then SIGKILL) and
-    `molecule destroy -s scenario` removes its hosts."""
+    """`molecule <command> -s scenario` from the repository root, under the scenario's lock and after a sweep();
+    (exit code, output), the code None when it timed out. Molecule runs in a session of its own: on timeout, or
+    when the test itself is interrupted (pytest-timeout, ^C), it is killed with every process it started (SIGTERM,
+    then SIGKILL) and `molecule destroy -s scenario` removes its hosts."""
+    with scenario_lock(scenario):
+        return _run_locked(scenario, timeout_s, command)
+
+
+def _run_locked(scenario: str, timeout_s: float, command: str) -> tuple[int | None, str]:
     swept = sweep(scenario)
     env = _molecule_env()
     with tempfile.TemporaryFile("w+") as out:  # a file, not a pipe: nothing that outlives the kill can hold it
