@@ -49,11 +49,11 @@ echo "$failures"
 """
 
 
-def black_hole() -> tuple[socket.socket, str]:
+def black_hole(backlog: int = 64) -> tuple[socket.socket, str]:
     """A listener that never accepts: connections complete in the kernel backlog and then hang."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
+    sock.listen(backlog)
     return sock, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.bench_health_check import black_hole
 from bench.server import serve
 from tests.stack import JINA_API_KEY, jina_double
 
@@ -43,11 +43,9 @@ def big_markdown(sections: int) -> bytes:
 
 
 def scrape_latencies(jina_url: str, parallel: int, workdir: Path) -> list[float]:
-    hole = socket.socket()
-    hole.bind(("127.0.0.1", 0))
-    hole.listen(1024)
+    hole, hole_url = black_hole(backlog=1024)
     env = {"AEGIS_EMBEDDER": "jina", "AEGIS_JINA_URL": jina_url, "AEGIS_JINA_API_KEY": JINA_API_KEY,
-           "AEGIS_LLM": "ollama", "AEGIS_OLLAMA_URL": f"http://127.0.0.1:{hole.getsockname()[1]}",
+           "AEGIS_LLM": "ollama", "AEGIS_OLLAMA_URL": hole_url,
            "AEGIS_LLM_TIMEOUT_S": "10", "AEGIS_CACHE": "none"}
     proc, url = serve(workdir, env, wait_for="/health")
     try:

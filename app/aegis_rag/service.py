@@ -269,7 +269,7 @@ class RagService:
         if previous == content_hash:
             return {"id": doc_id, "document": name, "status": "unchanged", "chunks": None}
         try:
-            parsed = parse_document(name, data, content_type, budget=self._parse_budget, abandon=abandon)
+            parsed = parse_document(name, data, content_type, budget=self._parse_budget, checkpoint=checkpoint)
         except BadDocument:  # already typed (e.g. UnsupportedDocument -> 415)
             raise
         except ValueError as exc:

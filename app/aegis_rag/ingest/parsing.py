@@ -14,11 +14,11 @@ import io
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from collections.abc import Callable
 from pathlib import PurePath
-from threading import Event
 from time import monotonic
 
-from ..errors import Abandoned, DocumentTooLarge, UnsupportedDocument
+from ..errors import DocumentTooLarge, UnsupportedDocument
 from ..settings import Settings, get_settings
 
 MARKDOWN = {".md", ".markdown"}
@@ -56,13 +56,13 @@ class OverBudget(DocumentTooLarge):
 class _Meter:
     """Tracks one parse against its budget; raises OverBudget when it is exceeded."""
 
-    def __init__(self, name: str, budget: ParseBudget, abandon: Event | None = None) -> None:
-        self.name, self.budget, self.abandon = name, budget, abandon
+    def __init__(self, name: str, budget: ParseBudget, checkpoint: Callable[[], None] | None = None) -> None:
+        self.name, self.budget, self.checkpoint = name, budget, checkpoint
         self.deadline = monotonic() + budget.max_seconds
 
     def check_time(self) -> None:
-        if self.abandon is not None and self.abandon.is_set():
-            raise Abandoned(f"{self.name}: ingest abandoned while parsing")
+        if self.checkpoint is not None:
+            self.checkpoint()
         if monotonic() > self.deadline:
             raise OverBudget(f"{self.name}: parsing took longer than {self.budget.max_seconds:g} s, over the limit "
                              f"of AEGIS_PARSE_TIMEOUT_S; split the document or raise the limit")
@@ -79,10 +79,10 @@ class _Meter:
 
 
 def parse_document(name: str, data: bytes, content_type: str | None = None, *,
-                   budget: ParseBudget | None = None, abandon: Event | None = None) -> ParsedDocument:
-    """Parse one upload. Without a budget, the one of the process settings applies; once `abandon` is
-    set, parsing stops (Abandoned) at its next budget check."""
-    meter = _Meter(name, budget or ParseBudget.from_settings(get_settings()), abandon)
+                   budget: ParseBudget | None = None, checkpoint: Callable[[], None] | None = None) -> ParsedDocument:
+    """Parse one upload. Without a budget, the one of the process settings applies; `checkpoint` is called
+    at each budget check (an ingest's abandon check)."""
+    meter = _Meter(name, budget or ParseBudget.from_settings(get_settings()), checkpoint)
     suffix = PurePath(name).suffix.lower()
     if not suffix:  # the name decides; the content type helps only when the name has no suffix
         suffix = _BY_TYPE.get((content_type or "").split(";")[0].strip().lower(), "")
