@@ -13,6 +13,8 @@ log() { printf '[setup] %s\n' "$*"; }
 apt_pkgs=(jq curl redis-server)
 # promtool, amtool and the exporters: the monitoring tests check rules, routes and metric names with them
 (( dev )) && apt_pkgs+=(prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter)
+# ansible-rulebook's rule engine (drools) runs on Java 17: the remediation rulebook's end-to-end test
+(( dev )) && apt_pkgs+=(openjdk-17-jre-headless)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
