@@ -9,8 +9,8 @@ demo: setup
 
 test: setup-dev
 	$(MAKE) --no-print-directory lint
-	# Two workers: one starts with the fleet's Molecule scenario, the other with the other scenarios, then both
-	# take the rest of the suite (tests/conftest.py); the 15 slowest tests with their times.
+	# Two workers: one starts with the fleet's tests (tests/fleet, one converged fleet), the other with the other
+	# Molecule scenarios, then both take the rest of the suite (tests/conftest.py); the 15 slowest tests with their times.
 	$(VENV)/python -m pytest tests -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 # The gate CI runs before the tests: ruff, mypy on app/, yamllint, ansible-lint (production profile).
@@ -25,12 +25,18 @@ stop:
 
 # The whole fleet on local podman hosts (Molecule's default scenario), left running; docs/operations/deploy.md.
 # Under the machine-wide lock of the scenario that the tests take too (tests/molecule/conftest.py).
+# Its state (inventory, ansible.cfg) lives in a folder of this checkout's own, where `AEGIS_FLEET_REUSE=1 pytest
+# tests/fleet` finds it (tests/molecule/conftest.py: fleet_state_dir).
 FLEET_LOCK := /run/lock/aegis-molecule-default.lock
+FLEET_ENV := PATH="$(CURDIR)/.venv/bin:$$PATH" \
+	MOLECULE_EPHEMERAL_DIRECTORY=$(HOME)/.cache/aegis/fleet-$(shell printf %s "$(CURDIR)" | sha1sum | cut -c1-8)
+# prepare --force copies the checkout again: a changed app/ deploys as a new release (molecule/default/prepare.yml).
 fleet: setup-dev
-	PATH="$(CURDIR)/.venv/bin:$$PATH" flock $(FLEET_LOCK) molecule converge -s default
+	$(FLEET_ENV) flock $(FLEET_LOCK) sh -c \
+	  'molecule create -s default && molecule prepare --force -s default && molecule converge -s default'
 
 fleet-down: setup-dev
-	PATH="$(CURDIR)/.venv/bin:$$PATH" flock $(FLEET_LOCK) molecule destroy -s default
+	$(FLEET_ENV) flock $(FLEET_LOCK) molecule destroy -s default
 
 setup:
 	scripts/setup.sh

@@ -5,17 +5,19 @@ balancer, two API hosts, Qdrant+Redis, Ollama; the Qdrant and Ollama servers are
 Method, per run: `molecule destroy`, `create`, `prepare` (untimed), then `molecule converge` twice, each
 timed as a whole (the first installs everything; the second finds everything in place; the release
 build cache under ~/.cache/aegis/molecule-artifacts is warm after the first run ever), then
-`molecule side-effect`, whose client-loop steps (molecule/default/tasks/under_client_loop.yml) record
-each playbook's duration and the loop's answered and failed requests in the file named by
-AEGIS_FLEET_STEPS (bench/out/fleet-steps.jsonl). `molecule destroy` at the end unless --keep. Prints JSON: every run and the medians.
+molecule/default/unannounced_stop.yml and upgrade_rollback.yml (as tests/fleet runs them), whose client-loop steps
+(molecule/default/tasks/under_client_loop.yml) record each playbook's duration and the loop's answered and failed
+requests in the file named by AEGIS_FLEET_STEPS (bench/out/fleet-steps.jsonl). `molecule destroy` at the end
+unless --keep. Prints JSON: every run and the medians. Never while another fleet run (tests/fleet, `make fleet`)
+uses the same hosts.
 
 With --converge-only the side effect is skipped. With --connections A B each run converges a new fleet once per
 connection, in turn (A B A B ...: paired), Ansible reaching the hosts over that connection plugin
-(AEGIS_MOLECULE_CONNECTION: podman_pipelined, the default, or containers.podman's podman); the medians are
+(AEGIS_MOLECULE_CONNECTION: podman_nsenter, the default, podman_pipelined, or containers.podman's podman); the medians are
 per connection and the ratios pair each run's A with its B. Each converge's output, with a task profile
 (ansible.posix.profile_tasks), is kept in bench/out/fleet-<connection>-<run>-<first|second>.log.
 
-    python -m bench.bench_fleet [--runs 3] [--keep] [--converge-only] [--connections podman_pipelined podman]
+    python -m bench.bench_fleet [--runs 3] [--keep] [--converge-only] [--connections podman_nsenter podman]
 """
 
 from __future__ import annotations
@@ -28,17 +30,19 @@ import subprocess
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-VENV_BIN = ROOT / ".venv" / "bin"
+from tests.fleet.conftest import SCENARIO, Fleet
+from tests.molecule.conftest import ROOT, VENV_BIN, molecule_env, scenario_lock
+
+CONNECTIONS = ["podman_nsenter", "podman_pipelined", "podman"]
 
 
 RECORD = ROOT / "bench" / "out" / "fleet-steps.jsonl"
 
 
-def molecule(command: str, connection: str = "podman_pipelined", log: Path | None = None) -> float:
+def molecule(command: str, connection: str = CONNECTIONS[0], log: Path | None = None) -> float:
     """Runs `molecule <command> -s default` from the repository root; returns its wall time in seconds."""
-    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "AEGIS_FLEET_STEPS": str(RECORD),
-           "AEGIS_MOLECULE_CONNECTION": connection, "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks"}
+    env = {**molecule_env("default"), "AEGIS_MOLECULE_CONNECTION": connection,
+           "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks"}
     started = time.monotonic()
     proc = subprocess.run([str(VENV_BIN / "molecule"), command, "-s", "default"], cwd=ROOT, env=env,
                           capture_output=True, text=True, check=False)
@@ -69,7 +73,9 @@ def one_run(keep: bool, connection: str, converge_only: bool, name: str) -> dict
     first = molecule("converge", connection, RECORD.parent / f"fleet-{connection}-{name}-first.log")
     second = molecule("converge", connection, RECORD.parent / f"fleet-{connection}-{name}-second.log")
     if not converge_only:
-        molecule("side-effect", connection)
+        os.environ["AEGIS_FLEET_STEPS"] = str(RECORD)
+        for playbook in ("unannounced_stop.yml", "upgrade_rollback.yml"):
+            Fleet().playbook(SCENARIO / playbook, timeout_s=1800)
     if not keep:
         molecule("destroy")
     return {"connection": connection, "site_first_s": first, "site_second_s": second, "steps": steps(RECORD)}
@@ -80,11 +86,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="leave the last run's fleet up")
     parser.add_argument("--converge-only", action="store_true", help="no side effect (upgrade, rollback, ...)")
-    parser.add_argument("--connections", nargs="+", default=["podman_pipelined"], choices=["podman_pipelined", "podman"])
+    parser.add_argument("--connections", nargs="+", default=CONNECTIONS[:1], choices=CONNECTIONS)
     args = parser.parse_args()
     last = args.runs * len(args.connections) - 1
-    runs = [one_run(args.keep and n * len(args.connections) + i == last, connection, args.converge_only, str(n))
-            for n in range(args.runs) for i, connection in enumerate(args.connections)]
+    with scenario_lock("default"):  # the fleet's hosts, which tests/fleet and `make fleet` use too
+        runs = [one_run(args.keep and n * len(args.connections) + i == last, connection, args.converge_only, str(n))
+                for n in range(args.runs) for i, connection in enumerate(args.connections)]
 
     def median(values: list[float]) -> float:
         return round(statistics.median(values), 1)

@@ -22,9 +22,35 @@ def local_embedder(tmp_path_factory):
         sys.intern = patched
 
 
+FLEET = "tests/fleet/"
+# The fleet's tests in this order (each leaves the fleet healthy, so any order passes; this one checks the converged
+# state first, then what changes it); files not named here follow.
+FLEET_ORDER = ["test_converge.py", "test_services.py", "test_monitoring.py", "test_scheduler.py",
+               "test_client_loop.py", "test_runbooks.py"]
+
+
 def pytest_collection_modifyitems(items):
-    """The Molecule scenarios first: the fleet, then the others. `make test` runs pytest with `-n 2 --dist loadfile
-    --no-loadscope-reorder`: one worker takes the fleet (~41 min) at once, the other the other scenarios (~20 min)
-    and then, with the first once the fleet is done, the rest of the suite."""
-    first = ["tests/molecule/test_fleet_scenario.py", "tests/molecule/test_scenarios.py"]
-    items.sort(key=lambda item: first.index(path) if (path := item.nodeid.split("::")[0]) in first else len(first))
+    """The real-host tests first: the fleet's (tests/fleet), then the other Molecule scenarios. `make test` runs
+    pytest with `-n 2 --dist loadfile --no-loadscope-reorder`: one worker takes the fleet at once, the other the
+    other scenarios and then, with the first once the fleet is done, the rest of the suite."""
+    def rank(item) -> tuple[int, int]:
+        path = item.nodeid.split("::")[0]
+        if path.startswith(FLEET):
+            name = path.removeprefix(FLEET)
+            return 0, FLEET_ORDER.index(name) if name in FLEET_ORDER else len(FLEET_ORDER)
+        return (1 if path == "tests/molecule/test_scenarios.py" else 2), 0
+    items.sort(key=rank)  # stable: the order within each rank stays pytest's
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Under `--dist loadfile`, every test of tests/fleet on one worker, as if one file: they share one converged
+    fleet (a session fixture), and a second worker must not converge a second one on the same hosts."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FleetAsOneFile(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return FLEET if nodeid.startswith(FLEET) else nodeid.split("::", 1)[0]
+
+    return FleetAsOneFile(config, log)

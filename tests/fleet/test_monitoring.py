@@ -1,19 +1,25 @@
-"""Verify aegis.rag.monitoring on the fleet's monitoring host (testinfra over the podman connection): services,
-file modes, the scrape targets and rules Prometheus reports through its HTTP API. node_exporter on every host is
-checked in test_fleet.py."""
+"""aegis.rag.monitoring on the fleet's monitoring host. molecule/default/monitoring.yml runs first, as an operator
+would: every target up, the rules loaded, a rule promtool rejects and a receiver amtool rejects refused with nothing
+changed, a valid extra rule reloaded and removed, the GPU collector following a stand-in nvidia-smi. Then testinfra
+over podman: services, file modes, the scrape targets and rules Prometheus reports through its HTTP API.
+node_exporter on every host: test_services.py."""
 
 import json
 import time
-from pathlib import Path
 
 import pytest
-import yaml
 
-SCENARIO = yaml.safe_load((Path(__file__).parents[1] / "molecule.yml").read_text())
-GROUPS = {p["name"]: p["groups"] for p in SCENARIO["platforms"]}
+from tests.fleet.conftest import FLEET_TEST, GROUPS, SCENARIO
+
+pytestmark = FLEET_TEST
 testinfra_hosts = [f"podman://{name}" for name, groups in GROUPS.items() if "monitoring" in groups]
 
 PROMETHEUS = "http://127.0.0.1:9090"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def monitoring_played(fleet):
+    fleet.playbook(SCENARIO / "monitoring.yml")
 
 
 def get_json(host, url):

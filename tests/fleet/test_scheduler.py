@@ -1,22 +1,26 @@
-"""Verify aegis.rag.schedules on the scheduler host(s) of the fleet (testinfra over podman), after scheduler.yml
-(imported by side_effect.yml) installed the timers, ran each job's unit by hand, made one fail and repaired it.
+"""aegis.rag.schedules on the scheduler host(s) of the fleet (testinfra over podman), after
+molecule/default/scheduler.yml installed the timers, ran each job's unit by hand, made one fail and repaired it.
 Hosts: the platforms of molecule.yml in the group `scheduler`; none, none tested."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 from ansible.release import __version__ as controller_ansible_core
 
-SCENARIO_DIR = Path(__file__).parents[1]
-SCENARIO = yaml.safe_load((SCENARIO_DIR / "molecule.yml").read_text())
-GROUPS = {p["name"]: p.get("groups", []) for p in SCENARIO["platforms"]}
-V = yaml.safe_load((SCENARIO_DIR / "vars" / "scheduler.yml").read_text())
+from tests.fleet.conftest import FLEET_TEST, GROUPS, SCENARIO
+
+pytestmark = FLEET_TEST
+V = yaml.safe_load((SCENARIO / "vars" / "scheduler.yml").read_text())
 UNITS = V["scheduler_units"]
 testinfra_hosts = [f"podman://{name}" for name, groups in GROUPS.items() if "scheduler" in groups]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def scheduler_played(fleet):
+    fleet.playbook(SCENARIO / "scheduler.yml")
 
 
 def show(host, unit: str, *properties: str) -> dict[str, str]:

@@ -1,38 +1,21 @@
-"""Verify the converged fleet (testinfra over podman): each tier's service, and /chat through the load
-balancer answered by the API hosts from Qdrant, Redis and Ollama on their own hosts."""
+"""The converged fleet (testinfra over podman): each tier's service, and /chat through the load balancer answered
+by the API hosts from Qdrant, Redis and Ollama on their own hosts."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import pytest
 import testinfra
-import yaml
 
-SCENARIO = yaml.safe_load((Path(__file__).parents[1] / "molecule.yml").read_text())
-GROUPS = {p["name"]: p["groups"] for p in SCENARIO["platforms"]}
-VARS = SCENARIO["provisioner"]["inventory"]["group_vars"]["all"]
+from tests.fleet.conftest import FLEET_TEST, GROUPS, VARS, http
+
+pytestmark = FLEET_TEST
+VARS = VARS["all"]
 SERVICES = {"loadbalancer": ["haproxy"], "aegis_api": ["aegis-api"], "qdrant": ["qdrant"], "redis": ["redis-server"],
             "ollama": ["ollama"], "all": ["prometheus-node-exporter"],
             "monitoring": ["prometheus", "prometheus-alertmanager", "prometheus-blackbox-exporter"],
-            "scheduler": []}  # timers only: tests/test_scheduler.py
+            "scheduler": []}  # timers only: test_scheduler.py
 testinfra_hosts = [f"podman://{name}" for name in GROUPS]
-
-# GET (or POST with a body) with the host's python3; headers as "Name=value,Name=value"; prints "<status> <body>".
-HTTP = ("python3 -c 'import sys, urllib.request as u, urllib.error as e\n"
-        "headers = dict(h.split(\"=\", 1) for h in sys.argv[2].split(\",\") if h)\n"
-        "body = sys.argv[3].encode() if len(sys.argv) > 3 else None\n"
-        "try:\n    x = u.urlopen(u.Request(sys.argv[1], data=body, headers=headers), timeout=60)\n"
-        "    print(x.status, x.read().decode())\n"
-        "except e.HTTPError as x: print(x.code, x.read().decode())' ")
-
-
-def http(host, url: str, headers: str = "", body: str | None = None) -> tuple[int, str]:
-    args = f"'{url}' '{headers}'" + (f" '{body}'" if body is not None else "")
-    status, _, text = host.check_output(HTTP + args).partition(" ")
-    return int(status), text
-
 
 def name_of(host) -> str:
     return host.backend.get_hostname()
@@ -89,17 +72,3 @@ def test_api_hosts_are_ready_with_every_dependency_on_its_own_host():
         assert (checks["cache"]["kind"], checks["llm"]["backend"]) == ("redis", "ollama"), (name, checks)
         env = api.file("/etc/aegis/aegis-api.env")
         assert (env.user, env.mode) == ("root", 0o600)
-
-
-def test_the_upgrade_took_a_snapshot_before_switching_and_the_rollback_restored_release_1():
-    """The side effect upgraded to 0.1.0-fleet2 (deploy_api.yml) and rolled back (rollback_api.yml)."""
-    data = testinfra.get_host("podman://fleet-data")
-    status, text = http(data, "http://127.0.0.1:6333/collections/aegis_docs_v2/snapshots",
-                        f"api-key={VARS['fleet_qdrant_api_key']}")
-    assert status == 200 and json.loads(text)["result"], text
-    for name in (n for n, groups in GROUPS.items() if "aegis_api" in groups):
-        api = testinfra.get_host(f"podman://{name}")
-        assert api.file("/opt/aegis/current").linked_to == "/opt/aegis/releases/0.1.0-fleet1"
-        assert api.file("/opt/aegis/previous").linked_to == "/opt/aegis/releases/0.1.0-fleet2"
-        releases = api.check_output("ls /opt/aegis/releases").split()
-        assert releases == ["0.1.0-fleet1", "0.1.0-fleet2"], (name, releases)  # pruning: molecule/aegis_api

@@ -1,4 +1,4 @@
-"""Shared by the Molecule scenario runs (test_scenarios.py, test_fleet_scenario.py): podman usable and the test
+"""Shared by the Molecule scenario runs (test_scenarios.py, and tests/fleet for the fleet): podman usable and the test
 hosts' base image in place, and `molecule test -s <scenario>` run from the repository root. Skips only where
 podman cannot run at all, and never in CI (CI set): there a missing podman is a failure.
 
@@ -9,6 +9,7 @@ and a run that times out (or is interrupted) is killed with everything it starte
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import shutil
 import signal
@@ -155,8 +156,18 @@ def _state(pid: int) -> str:
         return "Z"
 
 
-def _molecule_env() -> dict[str, str]:
-    return {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", "NO_COLOR": "1"}
+def fleet_state_dir() -> Path:
+    """Molecule's folder of the fleet's state (inventory, ansible.cfg, instance config), one per checkout, where the
+    Makefile's `make fleet` puts it too: tests/fleet reuses a fleet it finds there."""
+    digest = hashlib.sha1(str(ROOT).encode()).hexdigest()[:8]  # noqa: S324 - a name, not a secret
+    return Path.home() / ".cache" / "aegis" / f"fleet-{digest}"
+
+
+def molecule_env(scenario: str) -> dict[str, str]:
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", "NO_COLOR": "1"}
+    if scenario == "default":
+        env["MOLECULE_EPHEMERAL_DIRECTORY"] = str(fleet_state_dir())
+    return env
 
 
 def sweep(scenario: str) -> list[str]:
@@ -214,7 +225,7 @@ def run_molecule(scenario: str, timeout_s: float, command: str = "test") -> tupl
 
 def _run_locked(scenario: str, timeout_s: float, command: str) -> tuple[int | None, str]:
     swept = sweep(scenario)
-    env = _molecule_env()
+    env = molecule_env(scenario)
     with tempfile.TemporaryFile("w+") as out:  # a file, not a pipe: nothing that outlives the kill can hold it
         if swept:
             out.write("swept before the run:\n" + "\n".join(swept) + "\n")

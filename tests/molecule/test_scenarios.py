@@ -1,10 +1,9 @@
-"""Runs each Molecule scenario but the fleet (molecule/<name>/; the fleet, `default`, is test_fleet_scenario.py)
-on real systemd test hosts: podman containers from the Debian image that scripts/testhosts.sh builds and
-caches. `make test` runs this file and the fleet's on two pytest workers at once (tests/conftest.py)."""
+"""Runs each Molecule scenario but the fleet (molecule/<name>/; the fleet, `default`, is tests/fleet/, converged
+once per run) on real systemd test hosts: podman containers from the Debian image that scripts/testhosts.sh builds
+and caches. `make test` runs this file and the fleet's tests on two pytest workers at once (tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 import pytest
@@ -12,10 +11,7 @@ import pytest
 from tests.molecule.conftest import (SCENARIOS, host_containers, leftover_processes, molecule_test, run_molecule,
                                      scenario_hosts)
 
-# `loadbalancer` only with AEGIS_MOLECULE_LOADBALANCER=1 for now: the fleet runs the same role in front of real API
-# hosts, and CI's whole run (81 min on a fresh clone with it) must stay inside its 90 min.
-RUN = [s for s in SCENARIOS if s != "default"
-       and (s != "loadbalancer" or os.environ.get("AEGIS_MOLECULE_LOADBALANCER") == "1")]
+RUN = [s for s in SCENARIOS if s != "default"]
 
 
 def test_every_tier_has_its_scenario():
