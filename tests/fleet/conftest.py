@@ -22,7 +22,7 @@ import pytest
 import testinfra
 import yaml
 
-from tests.molecule.conftest import (ROOT, VENV_BIN, _run_locked, fleet_state_dir, molecule_env, podman_problem,
+from tests.molecule.conftest import (ROOT, VENV_BIN, _run_locked, ensure_test_hosts, fleet_state_dir, molecule_env,
                                      scenario_hosts, scenario_lock)
 
 SCENARIO = ROOT / "molecule" / "default"
@@ -131,17 +131,10 @@ def _molecule(command: str) -> None:
 @pytest.fixture(scope="session")
 def fleet() -> Iterator[Fleet]:
     """The converged fleet, under the scenario's machine-wide lock for the whole session."""
-    problem = podman_problem()
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the fleet tests, but {problem}")
-        pytest.skip(problem)
+    ensure_test_hosts()
     reuse = os.environ.get("AEGIS_FLEET_REUSE") == "1"
     with scenario_lock("default"):
         if not (reuse and fleet_is_up()):
-            setup = subprocess.run([str(ROOT / "scripts" / "testhosts.sh")], capture_output=True, text=True,
-                                   check=False, timeout=1200)
-            assert setup.returncode == 0, f"scripts/testhosts.sh failed:\n{setup.stdout}{setup.stderr}"
             code, output = _run_locked("default", CONVERGE_TIMEOUT_S, "converge")
             if code != 0:
                 _molecule("destroy")

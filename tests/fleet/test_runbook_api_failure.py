@@ -65,6 +65,17 @@ def assert_no_change(output: str, report: dict) -> None:
     assert all(counts["changed"] == 0 for counts in recap(output).values()), recap(output)
 
 
+def assert_second_run_changes_nothing(fleet, tmp_path: Path) -> None:
+    output, report, _ = run_runbook(fleet, tmp_path, "again")
+    assert report["status"] == "ok", report
+    assert_no_change(output, report)
+
+
+def assert_in_pool(fleet, server: str) -> None:
+    """HAProxy has the API host ready and UP."""
+    assert {k: lb_state(fleet, server)[k] for k in ("admin", "status")} == {"admin": "ready", "status": "UP"}
+
+
 def lb_state(fleet, server: str) -> dict:
     """HAProxy's view of an API host: admin (ready, drain, maint), status (UP, DOWN, MAINT...) and sessions."""
     return json.loads(fleet.host(LB).check_output(f"{TOOL} show aegis_api {server}"))["after"]
@@ -116,15 +127,13 @@ def test_a_healthy_host_left_in_maintenance_is_put_back(fleet, tmp_path):
         [before] = host["data"]["load_balancers"]["diagnosis"]
         [after] = host["data"]["load_balancers"]["after"]
         assert (before["admin"], after["admin"], after["status"]) == ("maint", "ready", "UP"), host["data"]
-        assert {k: lb_state(fleet, server)[k] for k in ("admin", "status")} == {"admin": "ready", "status": "UP"}
+        assert_in_pool(fleet, server)
         assert all(report["hosts"][name]["status"] == "ok" for name in API if name != server), report["hosts"]
         assert recap(output)[server]["changed"] >= 1
         assert f"put back on the load balancers (it was maint on {LB})" in markdown
         assert_no_secret(report, markdown)
 
-        output, report, _ = run_runbook(fleet, tmp_path, "again")
-        assert report["status"] == "ok", report
-        assert_no_change(output, report)
+        assert_second_run_changes_nothing(fleet, tmp_path)
     finally:
         put_back(fleet, server)
         fleet.wait_ready()
@@ -156,12 +165,10 @@ def test_an_invalid_setting_is_quoted_and_the_role_s_environment_re_applied(flee
         env = api.file(ENV_FILE)
         assert "AEGIS_TOP_K" not in env.content_string and env.mode == 0o600 and env.user == "root"
         assert http(api, READY)[0] == 200 and unit(api)["ActiveState"] == "active"
-        assert {k: lb_state(fleet, name)[k] for k in ("admin", "status")} == {"admin": "ready", "status": "UP"}
+        assert_in_pool(fleet, name)
         assert_no_secret(report, markdown)
 
-        output, report, _ = run_runbook(fleet, tmp_path, "again")
-        assert report["status"] == "ok", report
-        assert_no_change(output, report)
+        assert_second_run_changes_nothing(fleet, tmp_path)
     finally:
         if "AEGIS_TOP_K" in api.file(ENV_FILE).content_string:
             api.run(f"sed -i '/^AEGIS_TOP_K=/d' {ENV_FILE}")
@@ -202,12 +209,10 @@ def test_a_broken_release_is_rolled_back_to_the_fleet_s_release(fleet, tmp_path)
         assert link(api, "previous") == current  # not the broken release: a later rollback must not go back to it
         assert set(report["hosts"][API[-1]]["data"]["releases"].values()) == {good}, report["hosts"][API[-1]]["data"]
         assert http(api, READY)[0] == 200
-        assert {k: lb_state(fleet, name)[k] for k in ("admin", "status")} == {"admin": "ready", "status": "UP"}
+        assert_in_pool(fleet, name)
         assert_no_secret(report, markdown)
 
-        output, report, _ = run_runbook(fleet, tmp_path, "again")
-        assert report["status"] == "ok", report
-        assert_no_change(output, report)
+        assert_second_run_changes_nothing(fleet, tmp_path)
     finally:
         switched = link(api, "current") != current
         api.run(f"ln -sfn {current} /opt/aegis/current")

@@ -77,19 +77,28 @@ def run_playbook(tmp_path, qdrant, s3):
                str(PLAYBOOKS / f"{name}.yml")]
         cmd += ["--check"] if check else []
         cmd += ["--diff"] if diff else []
-        env = ansible_env(workdir, ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS),
-                          ANSIBLE_PIPELINING="1")
-        proc = subprocess.run(cmd, check=False, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
-        json_reports = sorted(reports.glob(f"{name}-*.json"))
-        md_reports = sorted(reports.glob(f"{name}-*.md"))
-        out = Run(proc.returncode, proc.stdout, proc.stderr,
-                  json.loads(json_reports[-1].read_text()) if json_reports else {},
-                  md_reports[-1].read_text() if md_reports else "")
-        assert len(json_reports) == len(md_reports) == 1, f"expected one report of each kind\n{out.describe()}"
-        if expect_failure:
-            assert out.rc != 0, f"expected the play to fail\n{out.describe()}"
-        else:
-            assert out.rc == 0, f"play failed\n{out.describe()}"
-        return out
+        return run_ansible(cmd, workdir, reports, name, expect_failure, one_report=True)
 
     return run
+
+
+def run_ansible(cmd: list[str], workdir: Path, reports: Path, report: str, expect_failure: bool,
+                one_report: bool = False) -> Run:
+    """Run an ansible-playbook command line from workdir; the Run with the newest `<report>-*` JSON and Markdown
+    reports in `reports`. It must fail when expect_failure, else succeed; with one_report, exactly one report of
+    each kind must be there."""
+    env = ansible_env(workdir, ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS),
+                      ANSIBLE_PIPELINING="1")
+    proc = subprocess.run(cmd, check=False, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+    json_reports = sorted(reports.glob(f"{report}-*.json"))
+    md_reports = sorted(reports.glob(f"{report}-*.md"))
+    out = Run(proc.returncode, proc.stdout, proc.stderr,
+              json.loads(json_reports[-1].read_text()) if json_reports else {},
+              md_reports[-1].read_text() if md_reports else "")
+    if one_report:
+        assert len(json_reports) == len(md_reports) == 1, f"expected one report of each kind\n{out.describe()}"
+    if expect_failure:
+        assert out.rc != 0, f"expected the play to fail\n{out.describe()}"
+    else:
+        assert out.rc == 0, f"play failed\n{out.describe()}"
+    return out

@@ -33,8 +33,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.collection.conftest import COLLECTIONS, VENV_BIN, ansible_env
-from tests.runbooks.conftest import PLAYBOOKS, Run
+from tests.collection.conftest import COLLECTIONS, VENV_BIN
+from tests.runbooks.conftest import PLAYBOOKS, Run, run_ansible
 
 pytestmark = pytest.mark.slow
 
@@ -461,18 +461,7 @@ def runbook(tmp_path):
         (workdir / "vars.json").write_text(json.dumps(variables))
         cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(workdir / "hosts.yml"), "-e", f"@{workdir / 'vars.json'}",
                str(playbook or PLAYBOOKS / "runbook_api_failure.yml"), "--diff"] + (["--check"] if check else [])
-        env = ansible_env(workdir, ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_PIPELINING="1")
-        proc = subprocess.run(cmd, check=False, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
-        json_reports = sorted(reports.glob("runbook_api_failure-*.json"))
-        md_reports = sorted(reports.glob("runbook_api_failure-*.md"))
-        out = Run(proc.returncode, proc.stdout, proc.stderr,
-                  json.loads(json_reports[-1].read_text()) if json_reports else {},
-                  md_reports[-1].read_text() if md_reports else "")
-        if expect_failure:
-            assert out.rc != 0, f"expected the play to fail\n{out.describe()}"
-        else:
-            assert out.rc == 0, f"play failed\n{out.describe()}"
-        return out
+        return run_ansible(cmd, workdir, reports, "runbook_api_failure", expect_failure)
 
     return run
 
