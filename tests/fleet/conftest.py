@@ -32,6 +32,7 @@ VARS = CONFIG["provisioner"]["inventory"]["group_vars"]
 CONVERGE_TIMEOUT_S = 1800
 # Every test of this folder: the fleet, and a timeout that covers a first converge (the first test waits for it).
 FLEET_TEST = [pytest.mark.slow, pytest.mark.usefixtures("fleet"), pytest.mark.timeout(CONVERGE_TIMEOUT_S + 900)]
+LB_TOOL = "/usr/local/sbin/aegis-haproxy-server"  # the loadbalancer role's
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
 
 
@@ -83,12 +84,17 @@ class Fleet:
         return inspect.stdout.strip()
 
     def wait_ready(self, timeout_s: float = 120) -> None:
-        """Every API host answers /ready with 200 (the state each test leaves the fleet in)."""
+        """Every API host answers /ready with 200 and the load balancer has it UP (the state each test leaves the
+        fleet in: HAProxy takes a host back only after its health checks pass again)."""
         deadline = time.monotonic() + timeout_s
+        lb = self.host(hosts_of("loadbalancer")[0])
         for name in hosts_of("aegis_api"):
             while (ready := http(self.host(name), "http://127.0.0.1:8910/ready"))[0] != 200:
                 assert time.monotonic() < deadline, f"{name}: /ready not 200 after {timeout_s:g} s: {ready}"
                 time.sleep(2)
+            while (state := json.loads(lb.check_output(f"{LB_TOOL} show aegis_api {name}"))["after"])["status"] != "UP":
+                assert time.monotonic() < deadline, f"{name}: not UP on the load balancer after {timeout_s:g} s: {state}"
+                time.sleep(1)
 
 
 # GET (or POST with a body) with the host's python3 (the hosts have no curl); headers as "Name=value,Name=value";

@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from tests.fleet.conftest import FLEET_TEST, VARS, hosts_of, http, load_json_report, recap
+from tests.fleet.conftest import FLEET_TEST, LB_TOOL, VARS, hosts_of, http, load_json_report, recap
 
 pytestmark = FLEET_TEST
 
@@ -26,7 +26,6 @@ LB = hosts_of("loadbalancer")[0]
 API = hosts_of("aegis_api")
 DATA = hosts_of("qdrant")[0]
 SECRETS = [VARS["all"]["fleet_api_key"], VARS["all"]["fleet_qdrant_api_key"], VARS["all"]["fleet_redis_password"]]
-TOOL = "/usr/local/sbin/aegis-haproxy-server"  # the loadbalancer role's
 ENV_FILE = "/etc/aegis/aegis-api.env"
 RELEASES = "/opt/aegis/releases"
 READY = "http://127.0.0.1:8910/ready"
@@ -78,13 +77,13 @@ def assert_in_pool(fleet, server: str) -> None:
 
 def lb_state(fleet, server: str) -> dict:
     """HAProxy's view of an API host: admin (ready, drain, maint), status (UP, DOWN, MAINT...) and sessions."""
-    return json.loads(fleet.host(LB).check_output(f"{TOOL} show aegis_api {server}"))["after"]
+    return json.loads(fleet.host(LB).check_output(f"{LB_TOOL} show aegis_api {server}"))["after"]
 
 
 def put_back(fleet, server: str) -> None:
     lb = fleet.host(LB)
-    lb.run(f"{TOOL} set aegis_api {server} ready")
-    lb.run(f"{TOOL} --timeout 120 wait aegis_api {server} up")
+    lb.run(f"{LB_TOOL} set aegis_api {server} ready")
+    lb.run(f"{LB_TOOL} --timeout 120 wait aegis_api {server} up")
 
 
 def unit(host) -> dict:
@@ -116,7 +115,7 @@ def now(host) -> int:
 def test_a_healthy_host_left_in_maintenance_is_put_back(fleet, tmp_path):
     server = API[-1]
     try:
-        fleet.host(LB).check_output(f"{TOOL} set aegis_api {server} maint")
+        fleet.host(LB).check_output(f"{LB_TOOL} set aegis_api {server} maint")
         assert lb_state(fleet, server)["admin"] == "maint"
 
         output, report, markdown = run_runbook(fleet, tmp_path, "heal")
@@ -143,12 +142,15 @@ def test_an_invalid_setting_is_quoted_and_the_role_s_environment_re_applied(flee
     name = API[0]
     api = fleet.host(name)
     try:
+        # a busy access log: more lines than the runbook reads (aegis_runbook_api_journal_lines) before the crash
+        api.check_output("python3 -c 'import urllib.request as u\nfor _ in range(80): u.urlopen(\"%s\").read()'"
+                         % "http://127.0.0.1:8910/health")
         since = now(api)
         api.check_output(f"echo 'AEGIS_TOP_K=\"notanumber\"' >> {ENV_FILE}")
         api.check_output("systemctl restart aegis-api")
         wait_for_journal(api, since, "aegis-rag: invalid settings")  # it crash-loops
 
-        output, report, markdown = run_runbook(fleet, tmp_path, "heal")
+        output, report, markdown = run_runbook(fleet, tmp_path, "heal", aegis_runbook_api_journal_lines=60)
         host = report["hosts"][name]
         assert host["status"] == "changed" and host["data"]["after"]["state"] == "ready", host
         assert host["data"]["diagnosis"]["state"] == "down", host["data"]["diagnosis"]

@@ -293,7 +293,9 @@ def test_daily_reads_the_services_journal_as_root_and_says_unknown(run, become, 
     if not Path("/usr/bin/journalctl").exists():
         pytest.skip("no /usr/bin/journalctl on this machine")
     calls = tmp_path / "journalctl.args"
-    become.command("journalctl", f"printf '%s\\n' \"$*\" >> '{calls}'\ncat <<'EOF'\n{JOURNAL}EOF\n")
+    # newest first when asked (--reverse), as the real one
+    become.command("journalctl", f"printf '%s\\n' \"$*\" >> '{calls}'\n"
+                   f"case \" $* \" in *' --reverse '*) tac ;; *) cat ;; esac <<'EOF'\n{JOURNAL}EOF\n")
     prom = prometheus_with({"up{job=\"node\"}": [(int(time.time()) - 60, 1)]})
     service = start_double("qdrant")
     out = run("maintenance_daily", hosts={"qdrant-a": service}, aegis_maintenance_state_dir=str(tmp_path / "state"),
@@ -306,7 +308,7 @@ def test_daily_reads_the_services_journal_as_root_and_says_unknown(run, become, 
     assert (host["data"]["lines"], host["data"]["error_lines"]) == (3, 1)
     assert host["summary"].startswith("3 log lines read, 1 error lines, 1 new error patterns")
     [args] = calls.read_text().splitlines()
-    assert "--unit=qdrant" in args.split() and " --since @" in args
+    assert "--unit=qdrant" in args.split() and " --since @" in args and "--reverse" in args.split()
     fleet = out.host("localhost")
     assert fleet["data"]["sla"] == {"p95": None, "error_rate": None, "availability": None, "requests": None}
     assert {r["figure"]: r["value"] for r in table(fleet, "SLA")} == {

@@ -19,21 +19,21 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import socket
-import socketserver
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.collection.conftest import COLLECTIONS, VENV_BIN
+from tests.collection.conftest import VENV_BIN
+from tests.doubles.haproxy import FakeHAProxy
 from tests.runbooks.conftest import PLAYBOOKS, Run, run_ansible
 
 pytestmark = pytest.mark.slow
@@ -158,55 +158,6 @@ def test_api_down_without_a_unit_fails_clearly(run_playbook, tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 # Doubles of the hosts' services: HAProxy's runtime API, and API hosts with systemd, journal and releases.
 
-LB_TOOL = COLLECTIONS / "ansible_collections/aegis/rag/roles/loadbalancer/files/aegis_haproxy_server.py"
-HAPROXY_STATUS = {"ready": "UP", "drain": "DRAIN", "maint": "MAINT"}
-HAPROXY_BITS = {"ready": 0, "drain": 0x08, "maint": 0x01}  # srv_admin_state: forced maint, forced drain
-
-
-class FakeHAProxy:
-    """HAProxy's runtime API on a unix socket, as far as the loadbalancer role's aegis-haproxy-server uses it:
-    `show servers state`, `show stat`, `set server B/S state ...`. Health checks always pass (status UP when
-    ready). `admin` is each server's administrative state: ready, drain or maint."""
-
-    def __init__(self, servers: dict[str, str], backend: str = "aegis_api") -> None:
-        self.folder = tempfile.mkdtemp(prefix="haproxy-", dir="/tmp")  # a socket path has at most 107 bytes
-        self.socket = f"{self.folder}/admin.sock"
-        self.backend = backend
-        self.admin = dict(servers)
-        self.tool = Path(self.folder) / "aegis-haproxy-server"
-        self.tool.write_text(f'#!/bin/sh\nexec {sys.executable} {LB_TOOL} "$@"\n')
-        self.tool.chmod(0o755)
-        double = self
-
-        class Handler(socketserver.StreamRequestHandler):
-            def handle(self) -> None:
-                self.wfile.write(double.answer(self.rfile.readline().decode().strip()).encode())
-
-        self.server = socketserver.ThreadingUnixStreamServer(self.socket, Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def answer(self, line: str) -> str:
-        if line == f"show servers state {self.backend}":
-            rows = ["1", "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state"]
-            rows += [f"3 {self.backend} {n} {name} 127.0.0.1 2 {HAPROXY_BITS[admin]} 1 1 0 0 0 0"
-                     for n, (name, admin) in enumerate(self.admin.items(), 1)]
-            return "\n".join(rows) + "\n\n"
-        if line == "show stat":
-            rows = ["# pxname,svname,scur,status"]
-            rows += [f"{self.backend},{name},0,{HAPROXY_STATUS[admin]}" for name, admin in self.admin.items()]
-            return "\n".join(rows) + "\n"
-        wanted = re.fullmatch(rf"set server {self.backend}/(\S+) state (ready|drain|maint)", line)
-        if wanted and wanted[1] in self.admin:
-            self.admin[wanted[1]] = wanted[2]
-            return "\n"
-        return "Unknown command.\n"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
 # systemctl and journalctl of a FakeApiHost (one script, called by either name from the host's bin/). A start
 # runs `current` with the environment file: an AEGIS_TOP_K that is not a number or a release with a BROKEN file
 # crash-loops (journal lines as the real unit writes them), anything else runs.
@@ -271,12 +222,18 @@ def systemctl(args):
 
 
 def journalctl(args):
+    """As systemd 252's: with --since, --lines keeps the oldest lines unless --reverse (newest first)."""
     since = args[args.index("--since") + 1] if "--since" in args else ""
     start = float(since[1:]) if since.startswith("@") else 0.0
+    lines = int(args[args.index("--lines") + 1]) if "--lines" in args else None
+    found = []
     for line in JOURNAL.read_text().splitlines() if JOURNAL.exists() else []:
         stamp, text = line.split("\t", 1)
         if float(stamp) >= start:
-            print(text)
+            found.append(text)
+    if "--reverse" in args:
+        found.reverse()
+    print("\n".join(found[:lines]))
     return 0
 
 
@@ -510,10 +467,13 @@ def test_a_ready_host_held_in_maintenance_is_put_back_a_broken_one_stays_drained
 def test_an_invalid_setting_is_quoted_and_the_role_s_environment_re_applied(runbook, fake_hosts, haproxy, tmp_path):
     host = fake_hosts("api-a")
     write_role_environment(runbook, tmp_path, host)
+    with (host.root / "journal.log").open("a") as journal:  # a busy access log, more lines than the runbook reads
+        journal.writelines(f'{time.time()}\tINFO: 10.0.0.9:4242 - "GET /ready HTTP/1.1" 200 OK\n' for _ in range(50))
     host.env_file.write_text(host.env_file.read_text() + 'AEGIS_TOP_K="notanumber"\n')
     host.systemctl("restart", "aegis-api")  # crash-loops
     lb = haproxy({"api-a": "ready"})
-    run = {"api_hosts": {"api-a": host.inventory()}, "lb": lb, **host.role_paths()}
+    run = {"api_hosts": {"api-a": host.inventory()}, "lb": lb, "aegis_runbook_api_journal_lines": 20,
+           **host.role_paths()}
 
     out = runbook(**run)
     a = out.host("api-a")

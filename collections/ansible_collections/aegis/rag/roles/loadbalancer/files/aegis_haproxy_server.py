@@ -3,13 +3,15 @@
 Run as /usr/local/sbin/aegis-haproxy-server, a wrapper the role writes:
 
   aegis-haproxy-server [--socket PATH] [--check] [--keep STATE] set BACKEND SERVER ready|drain|maint
-  aegis-haproxy-server [--socket PATH] [--timeout S] wait BACKEND SERVER idle|up
+  aegis-haproxy-server [--socket PATH] [--timeout S] wait BACKEND SERVER idle|up|others-up
   aegis-haproxy-server [--socket PATH] show BACKEND SERVER
   aegis-haproxy-server [--socket PATH] save-state FILE
 
 `set` changes the administrative state only when it differs (`set server B/S state ...`) and is not
 one of the --keep states (drain a server unless it is already in maint); `wait idle` waits until the
-server has no current sessions, `wait up` until its health checks report it UP; `show` only reads.
+server has no current sessions, `wait up` until its health checks report it UP, `wait others-up` until
+taking the server out leaves another one UP (at once when the server itself is not UP, or when the backend has
+no other server: then nothing is gained by waiting); `show` only reads.
 These print one JSON object: the server's state before and after, and whether it changed.
 `save-state` writes `show servers state` to FILE, which `load-server-state-from-file` reads on the
 next start or reload, so a drained server stays drained across reloads. Exit status: 0 done,
@@ -28,6 +30,8 @@ import time
 # srv_admin_state bits of `show servers state` forced from the runtime API (HAProxy's SRV_ADMF_*).
 FORCED_MAINT = 0x01
 FORCED_DRAIN = 0x08
+# `show stat` statuses of a server that takes new requests (DRAIN and MAINT do not; "UP 1/3" is going down).
+UP = ("UP", "no check")
 
 
 class HAProxyError(Exception):
@@ -70,17 +74,26 @@ def admin_state(path, backend, server):
     raise UnknownServer("HAProxy's backend %r has no server %r" % (backend, server))
 
 
-def stats(path, backend, server):
-    """The server's `show stat` row: status (UP, DOWN, DRAIN, MAINT, ...) and current sessions."""
+def backend_stats(path, backend):
+    """{server: its `show stat` row: status (UP, DOWN, DRAIN, MAINT, ...) and current sessions}."""
     rows = csv.DictReader(command(path, "show stat").lstrip("# ").splitlines())
-    for row in rows:
-        if row.get("pxname") == backend and row.get("svname") == server:
-            return {"status": row["status"], "sessions": int(row["scur"] or 0)}
-    raise UnknownServer("HAProxy's backend %r has no server %r" % (backend, server))
+    return {row["svname"]: {"status": row["status"], "sessions": int(row["scur"] or 0)}
+            for row in rows if row.get("pxname") == backend and row.get("svname") not in ("FRONTEND", "BACKEND")}
 
 
-def state(path, backend, server):
-    return dict(stats(path, backend, server), admin=admin_state(path, backend, server))
+def stats(path, backend, server):
+    found = backend_stats(path, backend)
+    if server not in found:
+        raise UnknownServer("HAProxy's backend %r has no server %r" % (backend, server))
+    return found[server]
+
+
+def state(path, backend, server, condition=None):
+    current = dict(stats(path, backend, server), admin=admin_state(path, backend, server))
+    if condition == "others-up":  # and the status of the backend's other servers
+        current["others"] = {name: row["status"] for name, row in backend_stats(path, backend).items()
+                             if name != server}
+    return current
 
 
 def set_state(path, backend, server, wanted, check, keep=()):
@@ -97,17 +110,21 @@ def set_state(path, backend, server, wanted, check, keep=()):
 def is_done(condition, current):
     if condition == "idle":
         return current["sessions"] == 0
-    return current["status"] in ("UP", "no check")
+    if condition == "others-up":
+        others = current["others"].values()
+        return any(status in UP for status in others) or current["status"] not in UP or not others
+    return current["status"] in UP
 
 
 def wait(path, backend, server, condition, timeout):
-    before = current = state(path, backend, server)
+    before = current = state(path, backend, server, condition)
     deadline = time.monotonic() + timeout
     while not is_done(condition, current):
         if time.monotonic() > deadline:
-            raise HAProxyError("%s/%s is not %s after %s s: %s" % (backend, server, condition, timeout, current))
+            what = "has no other server UP" if condition == "others-up" else "is not " + condition
+            raise HAProxyError("%s/%s %s after %s s: %s" % (backend, server, what, timeout, current))
         time.sleep(0.5)
-        current = state(path, backend, server)
+        current = state(path, backend, server, condition)
     return {"changed": False, "before": before, "after": current}
 
 
@@ -138,7 +155,7 @@ def parse(argv):
     show = actions.add_parser("show")
     show.add_argument("backend")
     show.add_argument("server")
-    for name, choices in (("set", ["ready", "drain", "maint"]), ("wait", ["idle", "up"])):
+    for name, choices in (("set", ["ready", "drain", "maint"]), ("wait", ["idle", "up", "others-up"])):
         action = actions.add_parser(name)
         action.add_argument("backend")
         action.add_argument("server")
