@@ -51,3 +51,47 @@ def _chat_requests(counter_file, scratch) -> float:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=str(scratch))
     return registry.get_sample_value("http_requests_total", {"handler": "/chat", "method": "POST", "status": "2xx"}) or 0
+
+
+# Run as a child subreaper (PR_SET_CHILD_SUBREAPER): a process `aegis-rag serve` leaves behind when it exits comes
+# to this script, which prints the pids it reaps (or "running" for one still alive a second later).
+ORPHANS = r"""
+import ctypes, json, os, signal, subprocess, sys, time, urllib.request
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
+proc = subprocess.Popen([sys.executable, "-m", "aegis_rag.cli", "serve"], stdout=subprocess.DEVNULL)
+deadline = time.monotonic() + 60
+while True:
+    try:
+        urllib.request.urlopen(sys.argv[1] + "/health", timeout=2).read()
+        break
+    except OSError:
+        assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+        time.sleep(0.2)
+proc.send_signal(signal.SIGTERM)
+proc.wait(30)
+time.sleep(1)
+orphans = []
+while True:
+    try:
+        pid, _ = os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        break
+    orphans.append(pid or "running")
+    if not pid:
+        break
+print(json.dumps(orphans))
+"""
+
+
+def test_serve_with_workers_leaves_no_process_behind_when_it_stops(qdrant, ollama, collection_name, tmp_path):
+    """systemd then has nothing to kill after the main process: on hosts where it cannot see a cgroup empty
+    (systemd in a container on cgroup v1) a process left behind made every stop wait out TimeoutStopSec."""
+    port = free_port()
+    env = dict(os.environ, AEGIS_DATA_DIR=str(tmp_path), AEGIS_PORT=str(port), AEGIS_WORKERS="2",
+               AEGIS_QDRANT_URL=qdrant.url, AEGIS_QDRANT_API_KEY=qdrant.api_key or "", AEGIS_COLLECTION=collection_name,
+               AEGIS_EMBEDDER="ollama", AEGIS_EMBED_MODEL="nomic-embed-text", AEGIS_OLLAMA_URL=ollama.url,
+               AEGIS_LOG_LEVEL="warning")
+    run = subprocess.run([sys.executable, "-c", ORPHANS, f"http://127.0.0.1:{port}"], env=env, capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip() == "[]", f"left behind: {run.stdout} (the resource tracker when not stopped)"

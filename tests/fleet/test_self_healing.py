@@ -1,0 +1,201 @@
+"""Self-healing on the fleet (issue 25): aegis.rag.remediation on the scheduler host (fleet-lb) and Alertmanager's
+self-healing receiver pointed at it (molecule/default/remediation.yml, variables in vars/remediation.yml). A unit
+stopped on its host fires AegisServiceDown (intervals 5 s, alert_for 10 s in the fleet); Alertmanager sends it to
+the service, whose rulebook runs the dispatcher, which runs the alert's runbook over SSH: within HEAL_TIMEOUT_S the
+unit is active again, the alert resolved, the runbook's dated report and the dispatcher's outcome record written.
+A fault the runbook may not repair (the API host whose runbook may not restart its unit) is attempted
+remediation_max_attempts times, then escalated, and nothing more runs. The module's teardown removes the service,
+the receiver and the SSH access: the fleet as converge.yml leaves it.
+
+The seconds from fault to healed are recorded as properties (`--junitxml`) and printed (`-rP` shows them)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import yaml
+
+from tests.fleet.conftest import FLEET_TEST, SCENARIO, VARS, hosts_of, http
+
+pytestmark = FLEET_TEST
+V = yaml.safe_load((SCENARIO / "vars" / "remediation.yml").read_text())
+SCHEDULER = hosts_of("scheduler")[0]  # fleet-lb: also the load balancer and the monitoring server
+API, UNREPAIRABLE = hosts_of("aegis_api")[0], V["fleet_remediation_unrepairable"]
+OLLAMA = hosts_of("ollama")[0]
+LB_PORT = VARS["loadbalancer"]["loadbalancer_port"]
+REPORTS, STATE = V["remediation_report_dir"], V["remediation_state_dir"]
+ALERTMANAGER = "http://127.0.0.1:9093/api/v2/alerts"
+LB_TOOL = "/usr/local/sbin/aegis-haproxy-server"
+HEAL_TIMEOUT_S = 180
+ESCALATION_TIMEOUT_S = 600
+assert UNREPAIRABLE in hosts_of("aegis_api") and UNREPAIRABLE != API
+
+# The JSON files matching a glob whose mtime is at least an epoch, each with its path; one `podman exec`.
+RECORDS = ("python3 -c 'import glob, json, os, sys\n"
+           "out = []\n"
+           "for p in sorted(glob.glob(sys.argv[1])):\n"
+           "    if os.path.getmtime(p) >= float(sys.argv[2]):\n"
+           "        out.append(dict(json.load(open(p)), _path=p))\n"
+           "print(json.dumps(out))' ")
+
+
+class SelfHealing:
+    """The service on the fleet in one of its two modes: as shipped (fast=False), or with the rulebook's cool-down
+    and Alertmanager's repeat cut to seconds (fast=True), so an unrepaired alert comes back within the test."""
+
+    def __init__(self, fleet) -> None:
+        self.fleet, self.fast = fleet, None
+
+    def apply(self, fast: bool, reset: bool = False) -> None:
+        if self.fast is fast and not reset:
+            return
+        extra = json.dumps({"fleet_remediation_fast": fast, "fleet_remediation_reset": reset})
+        self.fleet.playbook(SCENARIO / "remediation.yml", f"--extra-vars={extra}", timeout_s=1800)
+        self.fast = fast
+
+
+@pytest.fixture(scope="module")
+def healing(fleet):
+    service = SelfHealing(fleet)
+    try:
+        service.apply(fast=False, reset=True)  # no attempts left over from an earlier run
+        yield service
+    finally:
+        fleet.playbook(SCENARIO / "remediation.yml", "--extra-vars=fleet_remediation_state=absent", timeout_s=1800)
+
+
+def epoch(host) -> int:
+    return int(host.check_output("date +%s"))
+
+
+def records(host, pattern: str, since: int) -> list[dict]:
+    return json.loads(host.check_output(RECORDS + f"'{pattern}' {since}"))
+
+
+def remediation_records(host, kind: str, since: int, limit: str) -> list[dict]:
+    return [r for r in records(host, f"{REPORTS}/remediation-{kind}-*.json", since)
+            if r.get("alert") == "AegisServiceDown" and r.get("limit") == limit]
+
+
+def decisions(host, since: int, limit: str) -> list[str]:
+    journal = host.file(f"{STATE}/decisions.jsonl")
+    start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
+    lines = [json.loads(line) for line in journal.content_string.splitlines()] if journal.exists else []
+    return [d["decision"] for d in lines if d["at"] >= start and d.get("limit") == limit]
+
+
+def firing(host, service: str, address: str) -> list[dict]:
+    status, text = http(host, ALERTMANAGER)
+    assert status == 200, text
+    return [a for a in json.loads(text) if a["labels"].get("alertname") == "AegisServiceDown"
+            and a["labels"].get("service") == service and address in a["labels"].get("instance", "")]
+
+
+def unit_active(host, unit: str) -> bool:
+    return host.run(f"systemctl is-active {unit}").stdout.strip() == "active"
+
+
+def diagnosis(lb, since: int, limit: str) -> str:
+    journal = lb.run("journalctl --unit=aegis-remediation --lines=120 --no-pager --output=cat").stdout
+    return (f"decisions for {limit}: {decisions(lb, since, limit)}\n"
+            f"Alertmanager: {http(lb, ALERTMANAGER)[1][:3000]}\n"
+            f"aegis-remediation's journal:\n{journal[-8000:]}")
+
+
+CASES = {
+    "api": {"host": API, "unit": "aegis-api", "service": "aegis-api", "runbook": "runbook_api_failure"},
+    "ollama": {"host": OLLAMA, "unit": "ollama", "service": "ollama", "runbook": "runbook_llm"},
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_stopped_unit_is_healed_from_its_alert(fleet, healing, case, record_property):
+    healing.apply(fast=False)
+    spec = CASES[case]
+    lb, target, address = fleet.host(SCHEDULER), fleet.host(spec["host"]), fleet.address(spec["host"])
+    fleet.wait_ready()
+    assert unit_active(target, spec["unit"]) and not firing(lb, spec["service"], address)
+    since = epoch(lb)
+    target.check_output(f"systemctl stop {spec['unit']}")
+    fault = time.monotonic()
+    times: dict[str, float] = {}
+    outcome: dict = {}
+    while True:
+        elapsed = time.monotonic() - fault
+        if "active" not in times and unit_active(target, spec["unit"]):
+            times["active"] = elapsed
+        outcomes = remediation_records(lb, "outcome", since, spec["host"])
+        if outcomes and "outcome" not in times:
+            times["outcome"], outcome = elapsed, outcomes[0]
+        reports = records(lb, f"{REPORTS}/{spec['runbook']}-*.json", since)
+        healed = "active" in times and outcome and reports and not firing(lb, spec["service"], address)
+        if healed and case == "api":
+            server = json.loads(lb.check_output(f"{LB_TOOL} show aegis_api {spec['host']}"))["after"]
+            healed = (http(lb, f"http://127.0.0.1:{LB_PORT}/ready")[0] == 200 and server["admin"] == "ready"
+                      and server["status"].startswith("UP"))
+        if healed:
+            times["healed"] = time.monotonic() - fault
+            break
+        assert elapsed < HEAL_TIMEOUT_S, (
+            f"{spec['unit']} on {spec['host']} not healed within {HEAL_TIMEOUT_S} s (seen: {times}, reports "
+            f"{[r['_path'] for r in reports]}, outcome {outcome})\n{diagnosis(lb, since, spec['host'])}")
+        time.sleep(2)
+
+    assert outcome["outcome"]["status"] == "ok", outcome
+    assert outcome["runbook"] == f"aegis.rag.{spec['runbook']}" and outcome["host"] == spec["host"], outcome
+    assert remediation_records(lb, "escalation", since, spec["host"]) == []
+    (report,) = reports
+    assert report["_path"].rsplit("/", 1)[1].startswith(f"{spec['runbook']}-") and spec["host"] in report["hosts"]
+    assert decisions(lb, since, spec["host"])[:2] == ["run", "finished"], diagnosis(lb, since, spec["host"])
+    for name, seconds in times.items():
+        record_property(f"fault_to_{name}_s", round(seconds, 1))
+    print(f"self-healing {case}: fault to " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
+
+
+def test_a_fault_no_runbook_repairs_escalates_after_the_attempts_and_runs_nothing_more(fleet, healing,
+                                                                                      record_property):
+    healing.apply(fast=True)
+    lb, target = fleet.host(SCHEDULER), fleet.host(UNREPAIRABLE)
+    address = fleet.address(UNREPAIRABLE)
+    attempts = V["remediation_max_attempts"]
+    fleet.wait_ready()
+    since = epoch(lb)
+    try:
+        target.check_output("systemctl stop aegis-api")
+        fault = time.monotonic()
+        # each run fails (its runbook may not restart the unit); Alertmanager repeats the alert every few seconds
+        # and the rulebook passes it on after its cool-down, until the dispatcher escalates, then again: it must
+        # only escalate again
+        while decisions(lb, since, UNREPAIRABLE).count("escalate") < 2:
+            assert time.monotonic() - fault < ESCALATION_TIMEOUT_S, diagnosis(lb, since, UNREPAIRABLE)
+            time.sleep(3)
+        escalated_after = time.monotonic() - fault
+        decided = decisions(lb, since, UNREPAIRABLE)
+        outcomes = remediation_records(lb, "outcome", since, UNREPAIRABLE)
+        escalations = remediation_records(lb, "escalation", since, UNREPAIRABLE)
+        assert decided.count("run") == attempts, decided
+        assert "run" not in decided[decided.index("escalate"):], decided
+        assert [o["outcome"]["status"] for o in outcomes] == ["failed"] * attempts, outcomes
+        assert len(escalations) >= 2 and escalations[0]["attempts"] == attempts, escalations
+        assert escalations[0]["max_attempts"] == attempts and escalations[0]["last_outcome"], escalations[0]
+        assert not unit_active(target, "aegis-api")  # nothing repaired it
+        assert firing(lb, "aegis-api", address)
+        journal = lb.run("journalctl --unit=aegis-remediation --no-pager --output=cat").stdout
+        assert f"ESCALATION: {attempts} attempts for AegisServiceDown on {UNREPAIRABLE}" in journal
+        record_property("fault_to_second_escalation_s", round(escalated_after, 1))
+        print(f"self-healing unrepairable: fault to second escalation {escalated_after:.1f} s, decisions {decided}")
+    finally:
+        # the fleet restored: the unit started, the host back in the pool (the failed runs left it drained)
+        target.run("systemctl start aegis-api")
+        fleet.wait_ready()
+        lb.run(f"{LB_TOOL} set aegis_api {UNREPAIRABLE} ready")
+        lb.run(f"{LB_TOOL} --timeout 60 wait aegis_api {UNREPAIRABLE} up")
+        deadline = time.monotonic() + 120
+        while firing(lb, "aegis-api", address) and time.monotonic() < deadline:
+            time.sleep(2)
+        healing.apply(fast=False)
+    server = json.loads(lb.check_output(f"{LB_TOOL} show aegis_api {UNREPAIRABLE}"))["after"]
+    assert server["admin"] == "ready" and server["status"].startswith("UP"), server
+    assert not firing(lb, "aegis-api", address)
