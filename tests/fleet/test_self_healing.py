@@ -17,7 +17,7 @@ import time
 import pytest
 import yaml
 
-from tests.fleet.conftest import FLEET_TEST, SCENARIO, VARS, hosts_of, http
+from tests.fleet.conftest import FLEET_TEST, LB_TOOL, SCENARIO, VARS, hosts_of, http
 
 pytestmark = FLEET_TEST
 V = yaml.safe_load((SCENARIO / "vars" / "remediation.yml").read_text())
@@ -27,7 +27,6 @@ OLLAMA = hosts_of("ollama")[0]
 LB_PORT = VARS["loadbalancer"]["loadbalancer_port"]
 REPORTS, STATE = V["remediation_report_dir"], V["remediation_state_dir"]
 ALERTMANAGER = "http://127.0.0.1:9093/api/v2/alerts"
-LB_TOOL = "/usr/local/sbin/aegis-haproxy-server"
 HEAL_TIMEOUT_S = 180
 ESCALATION_TIMEOUT_S = 600
 assert UNREPAIRABLE in hosts_of("aegis_api") and UNREPAIRABLE != API
@@ -97,6 +96,17 @@ def unit_active(host, unit: str) -> bool:
     return host.run(f"systemctl is-active {unit}").stdout.strip() == "active"
 
 
+def stop_unit(host, unit: str, timeout_s: float = 60) -> None:
+    """`systemctl stop` once no job of the unit is queued (a stop issued while a start job runs is canceled, and the
+    fault would not be injected); once only: a second stop could undo the repair under test."""
+    deadline = time.monotonic() + timeout_s
+    while unit in host.run("systemctl list-jobs --no-legend").stdout:
+        assert time.monotonic() < deadline, f"a job of {unit} still queued after {timeout_s:g} s"
+        time.sleep(1)
+    stop = host.run(f"systemctl stop {unit}")
+    assert not unit_active(host, unit), f"{unit} still active after systemctl stop: {stop.stderr}"
+
+
 def diagnosis(lb, since: int, limit: str) -> str:
     journal = lb.run("journalctl --unit=aegis-remediation --lines=120 --no-pager --output=cat").stdout
     return (f"decisions for {limit}: {decisions(lb, since, limit)}\n"
@@ -118,7 +128,7 @@ def test_a_stopped_unit_is_healed_from_its_alert(fleet, healing, case, record_pr
     fleet.wait_ready()
     assert unit_active(target, spec["unit"]) and not firing(lb, spec["service"], address)
     since = epoch(lb)
-    target.check_output(f"systemctl stop {spec['unit']}")
+    stop_unit(target, spec["unit"])
     fault = time.monotonic()
     times: dict[str, float] = {}
     outcome: dict = {}
@@ -163,7 +173,7 @@ def test_a_fault_no_runbook_repairs_escalates_after_the_attempts_and_runs_nothin
     fleet.wait_ready()
     since = epoch(lb)
     try:
-        target.check_output("systemctl stop aegis-api")
+        stop_unit(target, "aegis-api")
         fault = time.monotonic()
         # each run fails (its runbook may not restart the unit); Alertmanager repeats the alert every few seconds
         # and the rulebook passes it on after its cool-down, until the dispatcher escalates, then again: it must
@@ -189,9 +199,9 @@ def test_a_fault_no_runbook_repairs_escalates_after_the_attempts_and_runs_nothin
     finally:
         # the fleet restored: the unit started, the host back in the pool (the failed runs left it drained)
         target.run("systemctl start aegis-api")
-        fleet.wait_ready()
         lb.run(f"{LB_TOOL} set aegis_api {UNREPAIRABLE} ready")
         lb.run(f"{LB_TOOL} --timeout 60 wait aegis_api {UNREPAIRABLE} up")
+        fleet.wait_ready()
         deadline = time.monotonic() + 120
         while firing(lb, "aegis-api", address) and time.monotonic() < deadline:
             time.sleep(2)

@@ -163,7 +163,10 @@ def _state(pid: int) -> str:
 
 def fleet_state_dir() -> Path:
     """Molecule's folder of the fleet's state (inventory, ansible.cfg, instance config), one per checkout, where the
-    Makefile's `make fleet` puts it too: tests/fleet reuses a fleet it finds there."""
+    Makefile's `make fleet` puts it too: tests/fleet reuses a fleet it finds there. AEGIS_FLEET_STATE names another
+    (e.g. to run the fleet tests of a clean worktree against the fleet of the main checkout)."""
+    if os.environ.get("AEGIS_FLEET_STATE"):
+        return Path(os.environ["AEGIS_FLEET_STATE"])
     digest = hashlib.sha1(str(ROOT).encode()).hexdigest()[:8]  # noqa: S324 - a name, not a secret
     return Path.home() / ".cache" / "aegis" / f"fleet-{digest}"
 
