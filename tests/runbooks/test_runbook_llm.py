@@ -1,14 +1,26 @@
 """playbooks/runbook_llm.yml against the Ollama double: a missing model is pulled and preloaded and the
 Aegis API then answers generated; a second run changes nothing; check mode changes nothing and says what
 it would do; generations failing (fault injection) and Ollama down end in a failure with a clear report.
+Degradations against the manual's targets, each making the host "degraded" (not ok) and named in the report,
+nothing repaired for them: a smoke generation slower than 3 s (the double's tokens paced), a slow model load, a
+GPU's memory over 85 % (a fake nvidia-smi), and the API's recent generations (P95 over 3 s, failures over 1 %)
+from two reads of a /metrics page or from a real Prometheus (backfilled with the monitoring role's recording rules).
 
 Untested here (no systemd on the doubles' hosts): the restart of the ollama unit; every run sets
 aegis_runbook_llm_manage_service=false, and the report then says the restart was skipped."""
 
 from __future__ import annotations
 
+import shutil
+import sys
+import time
+from pathlib import Path
+
 import httpx
 import pytest
+
+from tests.runbooks.test_maintenance import backfilled_prometheus
+from tests.runbooks.test_runbook_vector_db import MetricsPages
 
 pytestmark = pytest.mark.slow
 
@@ -134,3 +146,117 @@ def test_ollama_down_fails_clearly(run_playbook, start_double):
     assert host["status"] == "failed" and host["actions"] == []
     assert host["summary"].startswith(f"stopped at restart: Ollama does not answer at {down.url}")
     assert NO_RESTART in host["summary"]
+
+
+# -- degradations ------------------------------------------------------------------------------------------------
+GENERATION = "aegis_generation_duration_seconds"
+SLOW_BOUNDS = ("0.05", "0.1", "0.25", "0.5", "1.0", "2.0", "3.0", "5.0", "10.0", "20.0", "30.0", "60.0", "+Inf")
+
+
+def generations(buckets: dict[str, int], failed: int) -> str:
+    """An Aegis API /metrics page of the generation histogram (cumulative counts of some buckets; each bucket not
+    given holds what the one below it holds) and the generation counters, as prometheus_client writes them."""
+    counts, last = {}, 0
+    for le in SLOW_BOUNDS:
+        last = buckets.get(le, last)
+        counts[le] = last
+    n = counts["+Inf"]
+    lines = [f"# TYPE {GENERATION} histogram"]
+    lines += [f'{GENERATION}_bucket{{backend="ollama",le="{le}"}} {float(c)}' for le, c in counts.items()]
+    lines += [f'{GENERATION}_count{{backend="ollama"}} {float(n)}', f'{GENERATION}_sum{{backend="ollama"}} {n * 1.5}',
+              "# TYPE aegis_generations_total counter", f'aegis_generations_total{{backend="ollama"}} {float(n)}',
+              "# TYPE aegis_generation_failures_total counter",
+              f'aegis_generation_failures_total{{backend="ollama",reason="timeout"}} {float(failed)}']
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def api_metrics():
+    pages = MetricsPages()
+    yield pages
+    for server in pages.servers:
+        server.shutdown()
+        server.server_close()
+
+
+def keep_loaded(ollama, keep_alive: str | int = "5m") -> None:
+    """Load the model for `keep_alive` (0 unloads it), as a preload does."""
+    httpx.post(ollama.url + "/api/generate", json={"model": MODEL, "keep_alive": keep_alive},
+               timeout=10).raise_for_status()
+
+
+def test_a_slow_smoke_generation_is_degraded_not_ok(run_playbook, ollama):
+    keep_loaded(ollama)  # installed and loaded: nothing to repair
+    ollama.configure(token_delay_ms=450)  # Ollama answers, each token slowly: the smoke generation takes > 3 s
+    out = run_llm(run_playbook, ollama)
+    host = out.host("ollama-a")
+    assert host["status"] == "degraded" and host["actions"] == [], out.describe()
+    assert out.report["counts"] == {"degraded": 1}
+    [finding] = [f for f in host["findings"] if f.startswith("degraded: ")]
+    taken = (host["data"]["after"]["smoke_ms"] - host["data"]["after"]["smoke_load_ms"]) / 1000
+    assert taken > 3
+    assert finding == (f"degraded: the smoke generation took {taken:.3g} s without the model load, over the 3.0 s "
+                       "target"), host["findings"]
+    assert "smoke generation took" in host["summary"] and "changed=0" in out.stdout
+    assert "runbook_llm failed" not in out.stdout  # a degradation is reported, the run does not fail
+
+    dry = run_llm(run_playbook, ollama, check=True)  # check mode judges its diagnosis the same way
+    assert dry.host("ollama-a")["status"] == "degraded", dry.describe()
+
+
+def test_slow_load_full_gpu_and_the_api_s_recent_generations(run_playbook, ollama, api_metrics, tmp_path):
+    """The model loads in 1.5 s (target lowered to 1 s), a GPU's memory is 92 % used, and between the two reads of
+    the API's /metrics 40 generations: P95 4.6 s, 2 failed (5 %); the API's past (fast, none failed) not counted."""
+    ollama.install(MODEL, load_seconds=1.5)
+    keep_loaded(ollama, 0)
+    smi = tmp_path / "gpu-bin" / "nvidia-smi"
+    smi.parent.mkdir()
+    smi.write_text("#!/bin/sh\ncase \"$*\" in\n"
+                   "  *--query-gpu=*) echo '0, NVIDIA L4, GPU-5d2c9c3e, 23034, 21200, 1834, 97, 70, 550.54.15' ;;\n"
+                   "  *) echo '| NVIDIA-SMI 550.54.15   Driver Version: 550.54.15   CUDA Version: 12.4 |' ;;\nesac\n")
+    smi.chmod(0o755)
+    python = tmp_path / "python"  # the hosts' Python, with the fake nvidia-smi on its PATH
+    python.write_text(f'#!/bin/sh\nPATH="{smi.parent}:$PATH" exec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    past = {"1.0": 5000}
+    metrics = api_metrics(generations(past, failed=0),
+                          generations({"1.0": 5020, "2.0": 5030, "5.0": 5040}, failed=2))
+
+    out = run_llm(run_playbook, ollama, aegis_runbook_llm_load_max=1, aegis_runbook_llm_api_metrics_url=metrics,
+                  aegis_runbook_latency_window=1, ansible_python_interpreter=str(python))
+    host = out.host("ollama-a")
+    assert host["status"] == "degraded", out.describe()
+    assert host["actions"] == [f"preload {MODEL} (keep_alive 5m)"]  # it was not loaded: preloaded, still degraded
+    degraded = [f for f in host["findings"] if f.startswith("degraded: ")]
+    load_s = host["data"]["diagnosis"]["smoke_load_ms"] / 1000
+    assert degraded == [
+        f"degraded: loading {MODEL} took {load_s:.3g} s, over the 1.0 s target",
+        "degraded: GPU 0 (NVIDIA L4) memory 92% used, over the 85.0% target",
+        # rank 38 of 40: in (3, 5], which holds 10: 3 + 2 * 8/10
+        "degraded: generation P95 4.6 s over the 3.0 s target (the API, /metrics, 40 generations in 1 s)",
+        "degraded: 5% of generations failed, over the 1% target (the API, /metrics, 40 generations in 1 s)",
+    ], host["findings"]
+    gpus = host["tables"][1]
+    assert gpus["columns"] == ["index", "name", "memory free / total MiB", "memory used %", "utilisation %"]
+    assert gpus["rows"] == [[0, "NVIDIA L4", "1834 / 23034", "92", 97]]
+    assert host["tables"][2]["rows"] == [["4.6 s", "5%", "the API, /metrics, 40 generations in 1 s"]]
+
+
+def test_the_api_s_recent_generations_from_prometheus(run_playbook, ollama, tmp_path):
+    if not shutil.which("prometheus") and not Path("/usr/bin/prometheus").exists():
+        pytest.skip("prometheus is not installed")
+    now = int(time.time())
+    (tmp_path / "prom").mkdir()
+    prom = backfilled_prometheus(tmp_path / "prom", {
+        "aegis:generation_duration_seconds:p95": [(now - 120, 2.0), (now - 30, 4.2)],
+        "aegis:generation_success:ratio_rate5m": [(now - 120, 1.0), (now - 30, 0.995)]})
+    try:
+        out = run_llm(run_playbook, ollama, aegis_runbook_prometheus_url=prom.url)
+    finally:
+        prom.stop()
+    host = out.host("ollama-a")
+    assert host["status"] == "degraded", out.describe()
+    assert [f for f in host["findings"] if f.startswith("degraded: ")] == [
+        "degraded: generation P95 4.2 s over the 3.0 s target (the API, Prometheus, last 5 min)"]
+    assert host["tables"][2]["rows"] == [["4.2 s", "0.5%", "the API, Prometheus, last 5 min"]]
+    assert host["data"]["recent_generations"]["source"] == "prometheus"

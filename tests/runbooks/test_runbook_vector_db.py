@@ -1,18 +1,28 @@
 """playbooks/runbook_vector_db.yml against the Qdrant double: a grey collection healed (check mode first:
 nothing changed), a second run changing nothing, a red collection failing with the rebuild command in
 the report, a peer that is down or whose consensus stopped failing with the reason when it may not be
-restarted, the API's search latency read from a /metrics page, and disk and memory warnings.
+restarted, and disk and memory warnings.
+The API's recent searches against the manual's targets (P95 100 ms, 99.5 % success): from two reads of a /metrics
+page (a stand-in whose counters move between the reads: only the searches in between count, not the API's past),
+or from a real Prometheus (backfilled with the monitoring role's recording rules) when there is one, falling back
+to /metrics when Prometheus does not answer; slower or failing more than the targets, the host is "degraded" and
+nothing is changed for it.
 Not covered here (no systemd on the test hosts): the restart of a stuck peer itself."""
 
 from __future__ import annotations
 
 import re
+import shutil
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
 from tests.collection.qdrant_helpers import Rest
+from tests.runbooks.test_maintenance import backfilled_prometheus
 
 pytestmark = pytest.mark.slow
 
@@ -20,25 +30,41 @@ MANUAL = {"deleted_threshold": 0.2, "vacuum_min_vector_number": 1000, "default_s
 METRIC = "aegis_vector_search_duration_seconds"
 # disk and memory are the test machine's own: limits it always meets, so the findings depend on the double only
 MACHINE_LIMITS = {"aegis_vector_db_disk_max_percent": 100, "aegis_vector_db_memory_min_percent": 0}
+WINDOW = {"aegis_runbook_latency_window": 1}  # seconds between the two reads of /metrics
+BOUNDS = ("0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "+Inf")
 
 
-def histogram(buckets: dict[str, int], total_seconds: float) -> str:
-    """An Aegis API /metrics page holding only the search histogram (cumulative buckets)."""
+def histogram(buckets: dict[str, int], total_seconds: float, failed: int = 0) -> str:
+    """An Aegis API /metrics page as prometheus_client writes it: the search histogram from the cumulative counts
+    of some of its buckets (each bucket not given holds what the one below it holds), and the search counters."""
+    counts, last = {}, 0
+    for le in BOUNDS:
+        last = buckets.get(le, last)
+        counts[le] = last
     lines = [f"# HELP {METRIC} Vector store query time", f"# TYPE {METRIC} histogram"]
-    lines += [f'{METRIC}_bucket{{le="{le}"}} {float(n)}' for le, n in buckets.items()]
-    lines += [f"{METRIC}_count {float(buckets['+Inf'])}", f"{METRIC}_sum {total_seconds}"]
+    lines += [f'{METRIC}_bucket{{le="{le}"}} {float(n)}' for le, n in counts.items()]
+    lines += [f"{METRIC}_count {float(counts['+Inf'])}", f"{METRIC}_sum {total_seconds}", f"{METRIC}_created 1.7e9",
+              "# TYPE aegis_vector_searches_total counter", f"aegis_vector_searches_total {float(counts['+Inf'])}",
+              "aegis_vector_searches_created 1.7e9", "# TYPE aegis_vector_search_failures_total counter",
+              f"aegis_vector_search_failures_total {float(failed)}"]
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture
-def api_metrics():
-    """serve(text) -> URL of a loopback /metrics page answering `text`."""
-    servers = []
+class MetricsPages:
+    """serve(*texts) -> URL of a loopback /metrics page answering the texts in turn, the last one again and again
+    (the API's counters moving between the runbook's two reads); reads[url] counts the reads."""
 
-    def serve(text: str) -> str:
+    def __init__(self) -> None:
+        self.servers: list[ThreadingHTTPServer] = []
+        self.reads: dict[str, int] = {}
+
+    def __call__(self, *texts: str) -> str:
+        pages, reads = list(texts), self.reads
+
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 (http.server's name)
-                body = text.encode()
+                body = (pages.pop(0) if len(pages) > 1 else pages[0]).encode()
+                reads[url] = reads.get(url, 0) + 1
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))
@@ -50,13 +76,36 @@ def api_metrics():
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_port}/metrics"
+        self.servers.append(server)
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        return url
 
-    yield serve
-    for server in servers:
+
+@pytest.fixture
+def api_metrics():
+    pages = MetricsPages()
+    yield pages
+    for server in pages.servers:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def prometheus_with(tmp_path):
+    """prometheus_with(series) -> URL of a real Prometheus whose TSDB holds `series`, stopped at the end."""
+    started = []
+
+    def start(series):
+        if not shutil.which("prometheus") and not Path("/usr/bin/prometheus").exists():
+            pytest.skip("prometheus is not installed")
+        workdir = tmp_path / f"prom{len(started)}"
+        workdir.mkdir()
+        started.append(backfilled_prometheus(workdir, series))
+        return started[-1].url
+
+    yield start
+    for proc in started:
+        proc.stop()
 
 
 def table(host: dict, title: str) -> list[dict]:
@@ -99,18 +148,28 @@ def test_grey_collection_healed_then_nothing_to_do(run_playbook, start_double, t
     assert searches["docs"]["HTTP status"] == 200 and searches["docs"]["hits"] == 1
     assert searches["notes"]["HTTP status"] == 200
     assert host["data"]["cluster"] == {"status": "disabled"}  # the double, like a single-node Qdrant
+    [facts] = table(host, "Host")
+    assert facts["API search P95"] == "not measured" and facts["measured over"] == "no Prometheus or API metrics URL"
 
-    # healthy now; the API measured slow searches: a warning, not a failure, and still no change
-    slow = api_metrics(histogram({"0.1": 10, "0.25": 40, "0.5": 80, "1.0": 95, "2.5": 100, "+Inf": 100}, 52.0))
+    # healthy now, but the searches between the two reads of the API's /metrics are slow (the API's past was
+    # fast): degraded, named, and still no change
+    slow = api_metrics(histogram({"0.005": 10000}, 30.0),
+                       histogram({"0.005": 10000, "0.1": 10010, "0.25": 10040, "0.5": 10080, "1.0": 10100}, 82.0))
     again = run_playbook("runbook_vector_db", hosts={"qdrant-a": service}, aegis_vector_db_api_metrics_url=slow,
-                         **MACHINE_LIMITS)
+                         **WINDOW, **MACHINE_LIMITS)
     host = again.host()
     assert "changed=0" in again.stdout and "qdrant-a" in again.stdout
-    assert host["status"] == "ok" and host["actions"] == [], again.describe()
-    assert host["findings"] == ["warning: search P95 is above 0.5 s (the API measured 100 searches, mean 520.0 ms)"]
+    assert host["status"] == "degraded" and host["actions"] == [], again.describe()
+    assert again.report["counts"] == {"degraded": 1}
+    # rank 95 of the window's 100 searches: in (0.5, 1.0], which holds 20: 0.5 + 0.5 * 15/20
+    assert host["findings"] == ["degraded: search P95 0.875 s over the 0.1 s target (the API, /metrics, 100 searches "
+                                "in 1 s)"], host["findings"]
+    assert "search P95 0.875 s over the 0.1 s target" in host["summary"]
     [facts] = table(host, "Host")
-    assert facts["API search P95"] == "<= 1.0 s" and facts["API search mean"] == "520.0 ms"
+    assert facts["API search P95"] == "0.875 s" and facts["API searches failed"] == "0%"
+    assert facts["measured over"] == "the API, /metrics, 100 searches in 1 s"
     assert facts["readyz"] == 200 and facts["cluster"] == "disabled"
+    assert api_metrics.reads[slow] == 2
     # disk and memory come from the host's own facts (here the test machine): read, not invented
     assert re.fullmatch(r"\d+(\.\d+)?% of /.*", facts["disk used"]), facts
     assert 0 < host["data"]["memory"]["available_percent"] <= 100
@@ -121,19 +180,84 @@ def test_fast_search_and_resource_warnings(run_playbook, start_double, api_metri
     rest = Rest(service)
     rest.create("docs", optimizers_config=MANUAL)
     rest.upsert("docs", range(1, 4))
-    fast = api_metrics(histogram({"0.01": 90, "0.025": 99, "0.05": 100, "+Inf": 100}, 0.8))
+    # the API's past was slow (the P95 of its totals is over 1 s); the searches between the reads are fast
+    fast = api_metrics(histogram({"0.01": 100, "+Inf": 1000}, 3000.0),
+                       histogram({"0.01": 190, "0.025": 199, "0.05": 200, "+Inf": 1100}, 3000.8))
     # limits no machine meets: disk and memory warnings, which report but neither fail nor change anything
     out = run_playbook("runbook_vector_db", hosts={"qdrant-a": service}, aegis_vector_db_api_metrics_url=fast,
-                       aegis_vector_db_disk_max_percent=0, aegis_vector_db_memory_min_percent=100)
+                       aegis_vector_db_disk_max_percent=0, aegis_vector_db_memory_min_percent=100, **WINDOW)
     host = out.host()
     assert host["status"] == "ok" and host["actions"] == [], out.describe()
     disk, memory = host["findings"]
     assert re.fullmatch(r"warning: disk of /var/lib/qdrant/storage \(/.*\) is [\d.]+% used, [\d.]+ GB free", disk)
     assert re.fullmatch(r"warning: only [\d.]+% of \d+ MB memory available", memory)
     [facts] = table(host, "Host")
-    assert facts["API search P95"] == "<= 0.025 s" and facts["API search mean"] == "8.0 ms"
+    # rank 95 of 100: in (0.01, 0.025], which holds 9: 0.01 + 0.015 * 5/9
+    assert facts["API search P95"] == "0.0183 s" and facts["API searches failed"] == "0%"
+    assert host["data"]["recent_searches"]["searches"] == 100
+    assert host["data"]["recent_searches"]["p95_s"] == pytest.approx(0.01 + 0.015 * 5 / 9)
 
 
+def test_failing_searches_degrade(run_playbook, start_double, api_metrics):
+    """Fast, but 2 of the window's 100 searches failed: over the manual's 0.5 %; a restart of the API between the
+    reads (its counters start again) counts the new process only."""
+    service = start_double("qdrant")
+    Rest(service).create("docs", optimizers_config=MANUAL)
+    failing = api_metrics(histogram({"0.01": 5000}, 20.0, failed=1),
+                          histogram({"0.01": 5100}, 20.4, failed=3))
+    out = run_playbook("runbook_vector_db", hosts={"qdrant-a": service}, aegis_vector_db_api_metrics_url=failing,
+                       **WINDOW, **MACHINE_LIMITS)
+    host = out.host()
+    assert host["status"] == "degraded" and host["actions"] == [], out.describe()
+    assert out.report["status"] == "degraded" and out.report["counts"] == {"degraded": 1}, out.report
+    assert host["findings"] == ["degraded: 2% of searches failed, over the 0.5% target (the API, /metrics, 100 "
+                                "searches in 1 s)"]
+    [facts] = table(host, "Host")
+    assert facts["API searches failed"] == "2%" and facts["API search P95"] == "0.00975 s"
+
+    restarted = api_metrics(histogram({"0.01": 5000}, 20.0, failed=1), histogram({"0.01": 40}, 0.1))
+    out = run_playbook("runbook_vector_db", hosts={"qdrant-a": service}, aegis_vector_db_api_metrics_url=restarted,
+                       **WINDOW, **MACHINE_LIMITS)
+    host = out.host()
+    assert host["status"] == "ok" and host["findings"] == [], out.describe()
+    assert host["data"]["recent_searches"]["searches"] == 40
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_prometheus_first_then_metrics_when_it_does_not_answer(run_playbook, start_double, api_metrics,
+                                                               prometheus_with):
+    service = start_double("qdrant")
+    Rest(service).create("docs", optimizers_config=MANUAL)
+    now = int(time.time())
+    # the monitoring role's recording rules over the last minutes: P95 250 ms, 99.9 % success
+    prom = prometheus_with({"aegis:vector_search_duration_seconds:p95": [(now - 120, 0.3), (now - 30, 0.25)],
+                            "aegis:vector_search_success:ratio_rate5m": [(now - 120, 1.0), (now - 30, 0.999)]})
+    fast = api_metrics(histogram({"0.01": 10}, 0.01), histogram({"0.01": 110}, 0.11))
+    out = run_playbook("runbook_vector_db", hosts={"qdrant-a": service}, aegis_runbook_prometheus_url=prom,
+                       aegis_vector_db_api_metrics_url=fast, **WINDOW, **MACHINE_LIMITS)
+    host = out.host()
+    assert host["status"] == "degraded", out.describe()
+    assert host["findings"] == ["degraded: search P95 0.25 s over the 0.1 s target (the API, Prometheus, last 5 min)"]
+    [facts] = table(host, "Host")
+    assert facts["API searches failed"] == "0.1%" and facts["measured over"] == "the API, Prometheus, last 5 min"
+    assert fast not in api_metrics.reads  # Prometheus answered: /metrics is not read
+
+    # the inventory's maintenance Prometheus is the default; it does not answer: /metrics, and a warning
+    down = closed_port_url()
+    out = run_playbook("runbook_vector_db", hosts={"qdrant-a": service}, aegis_maintenance_prometheus_url=down,
+                       aegis_vector_db_api_metrics_url=fast, **WINDOW, **MACHINE_LIMITS)
+    host = out.host()
+    assert host["status"] == "ok", out.describe()
+    [warning] = host["findings"]
+    assert warning.startswith(f"warning: recent searches not fully measured: Prometheus at {down}: "), warning
+    assert "Connection refused" in warning
+    [facts] = table(host, "Host")
+    assert facts["measured over"] == "the API, /metrics, 100 searches in 1 s" and facts["API search P95"] == "0.00975 s"
 def test_red_collection_fails_with_the_rebuild_command(run_playbook, start_double):
     service = start_double("qdrant")
     rest = Rest(service)
