@@ -10,6 +10,7 @@ from ansible_collections.aegis.rag.plugins.modules import ollama_model as om
 
 # -- pure decisions
 
+
 @pytest.mark.parametrize("state,installed,expected", [
     ("present", False, ("pull", True)), ("present", True, (None, False)),
     ("absent", True, ("delete", True)), ("absent", False, (None, False)),
