@@ -156,7 +156,8 @@ def test_a_stopped_unit_is_healed_from_its_alert(fleet, healing, case, record_pr
     assert outcome["outcome"]["status"] == "ok", outcome
     assert outcome["runbook"] == f"aegis.rag.{spec['runbook']}" and outcome["host"] == spec["host"], outcome
     assert remediation_records(lb, "escalation", since, spec["host"]) == []
-    (report,) = reports
+    # the runbook's report; another alert of the same fault (the API's error rate) may run it again, not in a loop
+    report = reports[0]
     assert report["_path"].rsplit("/", 1)[1].startswith(f"{spec['runbook']}-") and spec["host"] in report["hosts"]
     assert decisions(lb, since, spec["host"])[:2] == ["run", "finished"], diagnosis(lb, since, spec["host"])
     for name, seconds in times.items():
