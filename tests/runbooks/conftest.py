@@ -9,6 +9,7 @@ controller). Each run writes its report into a fresh directory; `Run.report` is 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 from tests.collection.conftest import COLLECTIONS, VENV_BIN, ansible_env
+from tests.runbooks.metrics_doubles import MetricsPages, backfilled_prometheus
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 
@@ -102,3 +104,31 @@ def run_ansible(cmd: list[str], workdir: Path, reports: Path, report: str, expec
     else:
         assert out.rc == 0, f"play failed\n{out.describe()}"
     return out
+
+
+@pytest.fixture
+def prometheus_with(tmp_path):
+    """prometheus_with(series) -> URL of a real Prometheus whose TSDB holds `series`, stopped at the end."""
+    started = []
+
+    def start(series):
+        if not shutil.which("prometheus") and not Path("/usr/bin/prometheus").exists():
+            pytest.skip("prometheus is not installed")
+        workdir = tmp_path / f"prom{len(started)}"
+        workdir.mkdir()
+        started.append(backfilled_prometheus(workdir, series))
+        return started[-1].url
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def api_metrics():
+    """api_metrics(*texts) -> URL of a /metrics page answering the texts in turn (MetricsPages)."""
+    pages = MetricsPages()
+    yield pages
+    for server in pages.servers:
+        server.shutdown()
+        server.server_close()

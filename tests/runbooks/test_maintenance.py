@@ -32,7 +32,6 @@ from pathlib import Path
 
 import pytest
 
-from tests import stack
 from tests.collection.qdrant_helpers import Rest
 
 pytestmark = pytest.mark.slow
@@ -45,33 +44,7 @@ MACHINE_LIMITS = {"aegis_maintenance_disk_max_percent": 100, "aegis_maintenance_
 NO_FACTS = {"aegis_maintenance_host_facts": False}
 
 
-def backfilled_prometheus(workdir: Path, series: dict[str, list[tuple[int, float]]]) -> stack.Process:
-    """A real Prometheus whose TSDB holds `series` ({'name{labels}': [(unix seconds, value)]})."""
-    lines = []
-    for name, samples in sorted(series.items()):
-        lines += [f"{name} {value} {ts}" for ts, value in sorted(samples)]
-    (workdir / "data.om").write_text("\n".join(lines) + "\n# EOF\n")
-    tsdb = workdir / "prom-tsdb"
-    subprocess.run([shutil.which("promtool") or "/usr/bin/promtool", "tsdb", "create-blocks-from", "openmetrics",
-                    str(workdir / "data.om"), str(tsdb)], check=True, capture_output=True, timeout=120)
-    return stack.prometheus(workdir, name="prom").start()
 
-
-@pytest.fixture
-def prometheus_with(tmp_path):
-    started = []
-
-    def start(series):
-        if not shutil.which("prometheus") and not Path("/usr/bin/prometheus").exists():
-            pytest.skip("prometheus is not installed")
-        workdir = tmp_path / f"prom{len(started)}"
-        workdir.mkdir()
-        started.append(backfilled_prometheus(workdir, series))
-        return started[-1].url
-
-    yield start
-    for proc in started:
-        proc.stop()
 
 
 @dataclass

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from tests.runbooks import test_runbook_api_failure as base
-from tests.runbooks.test_maintenance import backfilled_prometheus
+from tests.runbooks.metrics_doubles import backfilled_prometheus
 
 pytestmark = pytest.mark.slow
 

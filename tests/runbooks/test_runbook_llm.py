@@ -19,8 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.runbooks.test_maintenance import backfilled_prometheus
-from tests.runbooks.test_runbook_vector_db import MetricsPages
+from tests.runbooks.metrics_doubles import backfilled_prometheus
 
 pytestmark = pytest.mark.slow
 
@@ -170,13 +169,7 @@ def generations(buckets: dict[str, int], failed: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture
-def api_metrics():
-    pages = MetricsPages()
-    yield pages
-    for server in pages.servers:
-        server.shutdown()
-        server.server_close()
+
 
 
 def keep_loaded(ollama, keep_alive: str | int = "5m") -> None:

@@ -12,17 +12,12 @@ Not covered here (no systemd on the test hosts): the restart of a stuck peer its
 from __future__ import annotations
 
 import re
-import shutil
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
 from tests.collection.qdrant_helpers import Rest
-from tests.runbooks.test_maintenance import backfilled_prometheus
 
 pytestmark = pytest.mark.slow
 
@@ -50,62 +45,10 @@ def histogram(buckets: dict[str, int], total_seconds: float, failed: int = 0) ->
     return "\n".join(lines) + "\n"
 
 
-class MetricsPages:
-    """serve(*texts) -> URL of a loopback /metrics page answering the texts in turn, the last one again and again
-    (the API's counters moving between the runbook's two reads); reads[url] counts the reads."""
-
-    def __init__(self) -> None:
-        self.servers: list[ThreadingHTTPServer] = []
-        self.reads: dict[str, int] = {}
-
-    def __call__(self, *texts: str) -> str:
-        pages, reads = list(texts), self.reads
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's name)
-                body = (pages.pop(0) if len(pages) > 1 else pages[0]).encode()
-                reads[url] = reads.get(url, 0) + 1
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        self.servers.append(server)
-        url = f"http://127.0.0.1:{server.server_port}/metrics"
-        return url
 
 
-@pytest.fixture
-def api_metrics():
-    pages = MetricsPages()
-    yield pages
-    for server in pages.servers:
-        server.shutdown()
-        server.server_close()
 
 
-@pytest.fixture
-def prometheus_with(tmp_path):
-    """prometheus_with(series) -> URL of a real Prometheus whose TSDB holds `series`, stopped at the end."""
-    started = []
-
-    def start(series):
-        if not shutil.which("prometheus") and not Path("/usr/bin/prometheus").exists():
-            pytest.skip("prometheus is not installed")
-        workdir = tmp_path / f"prom{len(started)}"
-        workdir.mkdir()
-        started.append(backfilled_prometheus(workdir, series))
-        return started[-1].url
-
-    yield start
-    for proc in started:
-        proc.stop()
 
 
 def table(host: dict, title: str) -> list[dict]:
