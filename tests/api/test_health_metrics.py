@@ -43,3 +43,11 @@ def test_metrics_have_http_and_stage_series(client):
         assert name in names, name
     assert m[("aegis_documents", ())] == 3
 
+
+def test_request_latency_buckets_reach_past_the_manual_s_targets(client):
+    """P95 under 2 s is the target and the alerts fire at 2 and 5 s: the histogram must tell 3 s from 30 s."""
+    client.post("/chat", json={"question": "test query", "history": []})
+    bounds = {dict(labels)["le"] for name, labels in samples(client)
+              if name == "http_request_duration_seconds_bucket" and dict(labels).get("handler") == "/chat"}
+    assert {"2.0", "5.0", "10.0", "60.0", "+Inf"} <= bounds, sorted(bounds)
+
