@@ -270,10 +270,9 @@ class FakeApiHost:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                code, body = double.answer(self.path)
-                data = json.dumps(body).encode()
+                code, data, kind = double.respond(self.path)
                 self.send_response(code)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -289,6 +288,11 @@ class FakeApiHost:
     @property
     def state(self) -> dict:
         return json.loads(self.state_file.read_text())
+
+    def respond(self, path: str) -> tuple[int, bytes, str]:
+        """Status, body and content type of a GET (subclasses add pages)."""
+        code, body = self.answer(path)
+        return code, json.dumps(body).encode(), "application/json"
 
     def answer(self, path: str) -> tuple[int, dict]:
         state = self.state
@@ -351,18 +355,23 @@ class FakeApiHost:
         self.server.server_close()
 
 
-@pytest.fixture
-def fake_hosts(tmp_path):
-    """fake_hosts(name, **options) -> FakeApiHost under tmp_path/<name>, stopped at the end."""
+def make_hosts(tmp_path: Path, kind: type[FakeApiHost] = FakeApiHost):
+    """make(name, **options) -> a `kind` under tmp_path/<name>; each stopped at the end (a fixture's body)."""
     made: list[FakeApiHost] = []
 
     def make(name: str, **options) -> FakeApiHost:
-        made.append(FakeApiHost(tmp_path / name, **options))
+        made.append(kind(tmp_path / name, **options))
         return made[-1]
 
     yield make
     for host in made:
         host.stop()
+
+
+@pytest.fixture
+def fake_hosts(tmp_path):
+    """fake_hosts(name, **options) -> FakeApiHost under tmp_path/<name>, stopped at the end."""
+    yield from make_hosts(tmp_path)
 
 
 @pytest.fixture

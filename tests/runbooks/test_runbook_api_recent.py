@@ -12,13 +12,11 @@ compared with the 2 s target: a warning, not a degradation."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -38,39 +36,20 @@ runbook = base.runbook
 
 
 class MeteredApiHost(base.FakeApiHost):
-    """A FakeApiHost whose /metrics page has the API's HTTP metrics (prometheus-fastapi-instrumentator's names and
-    buckets 0.1, 0.5, 1): while it runs, each read finds `per_read` more /chat answers (each within 0.5 s, or over
-    1 s when `slow`), `errors_per_read` of them 5xx, and 50 more /ready answers 503 (never counted); a start of the
-    unit starts its counters again, as a new process does."""
+    """A FakeApiHost whose /metrics page has the API's HTTP metrics (prometheus-fastapi-instrumentator's names, its
+    default buckets 0.1, 0.5, 1): while it runs, each read finds `per_read` more /chat answers (each within 0.5 s, or
+    over 1 s when `slow`), `errors_per_read` of them 5xx, and 50 more /ready answers 503 (never counted); a start of
+    the unit starts its counters again, as a new process does."""
 
     def __init__(self, root: Path, per_read: int = 100, errors_per_read: int = 0, slow: bool = False, **kw) -> None:
         super().__init__(root, **kw)
-        self.server.shutdown()
-        self.server.server_close()
         self.per_read, self.errors_per_read, self.slow = per_read, errors_per_read, slow
         self.reads, self.starts = 0, None
-        double = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                if self.path == "/metrics" and double.state["running"]:
-                    code, data, kind = 200, double.metrics().encode(), "text/plain; version=0.0.4"
-                else:
-                    code, body = double.answer(self.path)
-                    data, kind = json.dumps(body).encode(), "application/json"
-                self.send_response(code)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def respond(self, path: str) -> tuple[int, bytes, str]:
+        if path == "/metrics" and self.state["running"]:
+            return 200, self.metrics().encode(), "text/plain; version=0.0.4"
+        return super().respond(path)
 
     def metrics(self) -> str:
         if self.state["starts"] != self.starts:
@@ -94,15 +73,7 @@ class MeteredApiHost(base.FakeApiHost):
 
 @pytest.fixture
 def metered_hosts(tmp_path):
-    made: list[MeteredApiHost] = []
-
-    def make(name: str, **options) -> MeteredApiHost:
-        made.append(MeteredApiHost(tmp_path / name, **options))
-        return made[-1]
-
-    yield make
-    for host in made:
-        host.stop()
+    yield from base.make_hosts(tmp_path, MeteredApiHost)
 
 
 def row(host: dict, check: str):

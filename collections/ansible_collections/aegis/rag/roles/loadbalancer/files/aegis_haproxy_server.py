@@ -81,18 +81,13 @@ def backend_stats(path, backend):
             for row in rows if row.get("pxname") == backend and row.get("svname") not in ("FRONTEND", "BACKEND")}
 
 
-def stats(path, backend, server):
-    found = backend_stats(path, backend)
+def state(path, backend, server, condition=None):
+    found = backend_stats(path, backend)  # one `show stat` for the server and, for others-up, the rest
     if server not in found:
         raise UnknownServer("HAProxy's backend %r has no server %r" % (backend, server))
-    return found[server]
-
-
-def state(path, backend, server, condition=None):
-    current = dict(stats(path, backend, server), admin=admin_state(path, backend, server))
+    current = dict(found[server], admin=admin_state(path, backend, server))
     if condition == "others-up":  # and the status of the backend's other servers
-        current["others"] = {name: row["status"] for name, row in backend_stats(path, backend).items()
-                             if name != server}
+        current["others"] = {name: row["status"] for name, row in found.items() if name != server}
     return current
 
 
