@@ -167,7 +167,7 @@ def test_alerts_run_the_dispatcher_once_per_cool_down_and_suggest_only_and_off_r
     assert fleet.decisions()[0]["fingerprint"] == "1234567890123456"
 
     # Alertmanager repeats the alert inside the cool-down, and sends one no runbook repairs; then two suggest-only
-    # (tier-wide) alerts, which reach the dispatcher only after the two before them were handled (in order)
+    # (tier-wide) alerts
     rulebook.post(down)
     rulebook.post(alert("AegisAPIHighLatency", service="aegis-api"))
     rulebook.post(alert("OllamaModelGenerationFailure", service="ollama", fingerprint="g1"),

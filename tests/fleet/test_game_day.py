@@ -1,6 +1,7 @@
-"""A game day on the fleet (playbooks/game_day.yml, runbooks mode): three faults one at a time under a client loop
-through the load balancer, each detected by its alert, repaired by its runbook, and scored in a dated report with
-a timeline chart. The figures are recorded as properties (`--junitxml`) and printed (`-rP` shows them)."""
+"""A game day on the fleet in runbooks mode (playbooks/game_day.yml; its closed-loop mode, with three faults:
+tests/fleet/test_self_healing.py): Ollama stopped under a client loop through the load balancer, detected by its
+alert, repaired by the runbook the game day runs, and scored in a dated report with a timeline chart. The figures
+are recorded as properties (`--junitxml`) and printed (`-rP` shows them)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import xml.etree.ElementTree as ET
 from tests.fleet.conftest import FLEET_TEST, VARS, load_json_report
 
 pytestmark = FLEET_TEST
-FAULTS = ["api_unit_stopped", "ollama_stopped", "qdrant_stopped"]
+FAULTS = ["ollama_stopped"]
 
 
-def test_a_game_day_of_three_faults_repairs_each_and_scores_it(fleet, tmp_path, record_property):
+def test_a_game_day_in_runbooks_mode_repairs_and_scores(fleet, tmp_path, record_property):
     reports = tmp_path / "reports"
     lb_url = f"http://{fleet.address('fleet-lb')}:{VARS['loadbalancer']['loadbalancer_port']}"
     runbook_vars = tmp_path / "runbook-vars.json"  # as an operator passes the runbooks' variables (runbooks.yml's)
@@ -31,15 +32,14 @@ def test_a_game_day_of_three_faults_repairs_each_and_scores_it(fleet, tmp_path, 
     report = load_json_report(reports, "game_day")
     (section,) = report["hosts"].values()
     score, faults = section["data"]["score"], {f["fault"]: f for f in section["data"]["faults"]}
-    assert report["status"] == "ok" and score["score"] == "3/3" and score["failed_faults"] == [], section
+    assert report["status"] == "ok" and score["score"] == "1/1" and score["failed_faults"] == [], section
     assert list(faults) == FAULTS
     for fault in faults.values():
         assert not fault["failed"] and fault["seconds_to_detect"] > 0 and fault["seconds_to_repair"] > 0, fault
-    assert faults["api_unit_stopped"]["failed_requests"] == 0, faults["api_unit_stopped"]  # one API host of two
     assert score["answered"] > 0
     chart = ET.parse(section["data"]["chart"]).getroot()
-    assert chart.tag.endswith("svg") and "3/3" in "".join(chart.itertext())
-    assert len([g for g in chart.iter() if g.get("class") == "fault"]) == 3
+    assert chart.tag.endswith("svg") and "1/1" in "".join(chart.itertext())
+    assert len([g for g in chart.iter() if g.get("class") == "fault"]) == 1
     for name, fault in faults.items():
         record_property(f"{name}_detect_s", fault["seconds_to_detect"])
         record_property(f"{name}_repair_s", fault["seconds_to_repair"])

@@ -1,11 +1,13 @@
 """Self-healing on the fleet (issue 25): aegis.rag.remediation on the scheduler host (fleet-lb) and Alertmanager's
-self-healing receiver pointed at it (molecule/default/remediation.yml, variables in vars/remediation.yml). A unit
-stopped on its host fires AegisServiceDown (intervals 5 s, alert_for 10 s in the fleet); Alertmanager sends it to
-the service, whose rulebook runs the dispatcher, which runs the alert's runbook over SSH: within HEAL_TIMEOUT_S the
-unit is active again, the alert resolved, the runbook's dated report and the dispatcher's outcome record written.
-A fault the runbook may not repair (the API host whose runbook may not restart its unit) is attempted
-remediation_max_attempts times, then escalated, and nothing more runs. The module's teardown removes the service,
-the receiver and the SSH access: the fleet as converge.yml leaves it.
+self-healing receiver pointed at it (molecule/default/remediation.yml, variables in vars/remediation.yml). An API
+host's unit stopped fires AegisServiceDown (intervals 5 s, alert_for 10 s, rate windows 1m in the fleet);
+Alertmanager sends it to the service, whose rulebook runs the dispatcher, which runs the alert's runbook over SSH:
+within HEAL_TIMEOUT_S the unit is active again, the alert resolved, the runbook's dated report and the dispatcher's
+outcome record written. A game day in closed-loop mode under a client loop: an API unit stopped, the Ollama model
+deleted and Qdrant stopped, each healed by the service with no step of the test's, alert resolved, scored in a
+report with its chart. A fault the runbook may not repair (the API host whose runbook may not restart its unit) is
+attempted remediation_max_attempts times, then escalated, and nothing more runs. The module's teardown removes the
+service, the receiver and the SSH access: the fleet as converge.yml leaves it.
 
 The seconds from fault to healed are recorded as properties (`--junitxml`) and printed (`-rP` shows them)."""
 
@@ -13,17 +15,17 @@ from __future__ import annotations
 
 import json
 import time
+import xml.etree.ElementTree as ET
 
 import pytest
 import yaml
 
-from tests.fleet.conftest import FLEET_TEST, LB_TOOL, SCENARIO, VARS, hosts_of, http
+from tests.fleet.conftest import FLEET_TEST, LB_TOOL, SCENARIO, VARS, hosts_of, http, load_json_report
 
 pytestmark = FLEET_TEST
 V = yaml.safe_load((SCENARIO / "vars" / "remediation.yml").read_text())
 SCHEDULER = hosts_of("scheduler")[0]  # fleet-lb: also the load balancer and the monitoring server
 API, UNREPAIRABLE = hosts_of("aegis_api")[0], V["fleet_remediation_unrepairable"]
-OLLAMA = hosts_of("ollama")[0]
 LB_PORT = VARS["loadbalancer"]["loadbalancer_port"]
 REPORTS, STATE = V["remediation_report_dir"], V["remediation_state_dir"]
 ALERTMANAGER = "http://127.0.0.1:9093/api/v2/alerts"
@@ -114,10 +116,11 @@ def diagnosis(lb, since: int, limit: str) -> str:
             f"aegis-remediation's journal:\n{journal[-8000:]}")
 
 
+# Ollama stopped on its host: tests/fleet/test_game_day.py (the game day's runbooks mode)
 CASES = {
     "api": {"host": API, "unit": "aegis-api", "service": "aegis-api", "runbook": "runbook_api_failure"},
-    "ollama": {"host": OLLAMA, "unit": "ollama", "service": "ollama", "runbook": "runbook_llm"},
 }
+GAME_DAY_FAULTS = ["api_unit_stopped", "model_deleted", "qdrant_stopped"]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -165,6 +168,43 @@ def test_a_stopped_unit_is_healed_from_its_alert(fleet, healing, case, record_pr
     print(f"self-healing {case}: fault to " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
 
 
+def test_a_closed_loop_game_day_heals_three_faults_with_no_step_of_its_own(fleet, healing, tmp_path,
+                                                                           record_property):
+    """The service as shipped, restarted with its state cleared (reset): the rulebook's 10-minute cool-down starts
+    afresh (the API host's alert of the test above passes again) and keeps a still-firing alert, whose rate window
+    has not yet let a repaired fault go, from reaching the dispatcher again. Fault to healed = seconds to detect +
+    seconds to repair (alert resolved)."""
+    healing.apply(fast=False, reset=True)
+    reports, lb = tmp_path / "reports", fleet.host(SCHEDULER)
+    fleet.wait_ready()
+    since = epoch(lb)
+    fleet.playbook("playbooks/game_day.yml", "-e", "aegis_environment=test-fleet", "-e", "aegis_game_day_mode=closed_loop",
+                   "-e", f"aegis_game_day_faults={','.join(GAME_DAY_FAULTS)}", "-e", f"aegis_report_dir={reports}",
+                   timeout_s=1800)
+    fleet.wait_ready()
+
+    report = load_json_report(reports, "game_day")
+    (section,) = report["hosts"].values()
+    score, faults = section["data"]["score"], {f["fault"]: f for f in section["data"]["faults"]}
+    assert report["status"] == "ok" and score["score"] == "3/3" and score["failed_faults"] == [], section
+    assert section["data"]["mode"] == "closed_loop" and list(faults) == GAME_DAY_FAULTS
+    for fault in faults.values():
+        assert not fault["failed"] and fault["seconds_to_detect"] > 0 and fault["seconds_to_repair"] > 0, fault
+    assert faults["api_unit_stopped"]["failed_requests"] == 0, faults["api_unit_stopped"]  # one API host of two
+    chart = ET.parse(section["data"]["chart"]).getroot()
+    assert chart.tag.endswith("svg") and "3/3" in "".join(chart.itertext())
+    # the service ran each fault's runbook (the game day runs none in this mode)
+    ran = {r["runbook"] for r in records(lb, f"{REPORTS}/remediation-outcome-*.json", since)
+           if r.get("alert") in {"AegisServiceDown", "OllamaModelGenerationFailure"}}
+    assert {"aegis.rag.runbook_api_failure", "aegis.rag.runbook_llm", "aegis.rag.runbook_vector_db"} <= ran, ran
+    assert records(lb, f"{REPORTS}/remediation-escalation-*.json", since) == []  # no repaired fault paged anyone
+    for name, fault in faults.items():
+        healed = round(fault["seconds_to_detect"] + fault["seconds_to_repair"], 1)
+        record_property(f"{name}_fault_to_healed_s", healed)
+        print(f"self-healing {name}: detect {fault['seconds_to_detect']} s, repair {fault['seconds_to_repair']} s, "
+              f"fault to healed {healed} s, failed {fault['failed_requests']}/{fault['answered']}")
+
+
 def test_a_fault_no_runbook_repairs_escalates_after_the_attempts_and_runs_nothing_more(fleet, healing,
                                                                                       record_property):
     healing.apply(fast=True)
@@ -206,7 +246,6 @@ def test_a_fault_no_runbook_repairs_escalates_after_the_attempts_and_runs_nothin
         deadline = time.monotonic() + 120
         while firing(lb, "aegis-api", address) and time.monotonic() < deadline:
             time.sleep(2)
-        healing.apply(fast=False)
     server = json.loads(lb.check_output(f"{LB_TOOL} show aegis_api {UNREPAIRABLE}"))["after"]
     assert server["admin"] == "ready" and server["status"].startswith("UP"), server
     assert not firing(lb, "aegis-api", address)

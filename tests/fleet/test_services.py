@@ -4,8 +4,10 @@ by the API hosts from Qdrant, Redis and Ollama on their own hosts."""
 from __future__ import annotations
 
 import json
+
 import pytest
 import testinfra
+import yaml
 
 from tests.fleet.conftest import FLEET_TEST, GROUPS, VARS, http
 
@@ -72,3 +74,22 @@ def test_api_hosts_are_ready_with_every_dependency_on_its_own_host():
         assert (checks["cache"]["kind"], checks["llm"]["backend"]) == ("redis", "ollama"), (name, checks)
         env = api.file("/etc/aegis/aegis-api.env")
         assert (env.user, env.mode) == ("root", 0o600)
+
+
+def test_the_standalone_qdrant_listens_on_http_and_grpc_only_and_guards_its_keys():
+    """A single Qdrant peer (molecule/qdrant has two): no cluster port nor arguments, keys readable by root and
+    qdrant only, and another host of the fleet is refused without the key."""
+    data = testinfra.get_host("podman://fleet-data")
+    listening = {str(s) for s in data.socket.get_listening_sockets() if s.startswith("tcp")}
+    assert {"tcp://0.0.0.0:6333", "tcp://0.0.0.0:6334"} <= listening
+    assert not any(s.endswith(":6335") for s in listening)  # no p2p port without distributed mode
+    pid = data.check_output("systemctl show -p MainPID --value qdrant")
+    args = data.file(f"/proc/{pid}/cmdline").content.decode().rstrip("\0").split("\0")
+    assert args[args.index("--config-path"):] == ["--config-path", "/etc/qdrant/config.yaml", "--disable-telemetry"]
+    config = data.file("/etc/qdrant/config.yaml")
+    assert (config.user, config.group, config.mode) == ("root", "qdrant", 0o640)
+    assert yaml.safe_load(config.content_string)["cluster"]["enabled"] is False
+    api = testinfra.get_host("podman://fleet-api-1")
+    address = data.check_output("ip -4 -o addr show scope global | awk '{ sub(\"/.*\", \"\", $4); print $4; exit }'")
+    assert http(api, f"http://{address}:6333/collections")[0] == 401
+    assert http(api, f"http://{address}:6333/collections", f"api-key={VARS['fleet_qdrant_api_key']}")[0] == 200
