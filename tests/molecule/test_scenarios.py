@@ -31,7 +31,7 @@ def test_scenario(test_hosts, scenario):
 @pytest.mark.timeout(900)
 def test_a_killed_run_leaves_nothing(test_hosts):
     """A run cut by its timeout leaves no host and no molecule/ansible-playbook process of its scenario."""
-    returncode, output = run_molecule("qdrant", timeout_s=50)  # a whole `molecule test` takes ~3 min
+    returncode, output = run_molecule("qdrant", timeout_s=50)  # a whole `molecule test` takes well over a minute
     assert returncode is None, f"molecule test -s qdrant was not cut by the timeout:\n{output[-4000:]}"
     assert "[qdrant > create] Executed: Successful" in output, f"killed before its hosts existed:\n{output[-4000:]}"
     assert "--- killed after the timeout; molecule destroy -s qdrant" in output

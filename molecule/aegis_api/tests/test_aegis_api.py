@@ -1,6 +1,7 @@
 """Verify aegis.rag.aegis_api on the converged host (testinfra over the podman connection).
 
-The side effect deployed releases 0.1.0-m2 and 0.1.0-m3 after 0.1.0-m1 (kept: 2), then rolled back to m2."""
+The side effect planted an older release 0.1.0-m0, then deployed 0.1.0-m2 after 0.1.0-m1 (kept: 1, and `previous`).
+The service enabled and running on the fleet's API hosts: tests/fleet/test_services.py."""
 
 from __future__ import annotations
 
@@ -39,12 +40,6 @@ def main_pid(host) -> str:
 def read_as_service_user(host, path: str) -> str:
     """/proc files another user may not read: the containers' root has no CAP_SYS_PTRACE."""
     return host.check_output(f"runuser -u aegis -- cat {path} | tr '\\0' '\\n'")
-
-
-def test_service_is_enabled_and_running(host):
-    service = host.service("aegis-api")
-    assert service.is_enabled
-    assert service.is_running
 
 
 @pytest.mark.parametrize(
@@ -100,19 +95,19 @@ def test_process_has_the_production_environment(host):
     assert {"MALLOC_ARENA_MAX=2", "MALLOC_TRIM_THRESHOLD_=131072", "AEGIS_WORKERS=1"} <= set(environ)
 
 
-def test_only_the_newest_releases_are_kept_and_current_is_the_rollback_target(host):
-    assert sorted(host.file(RELEASES).listdir()) == ["0.1.0-m2", "0.1.0-m3"]
+def test_pruning_keeps_the_newest_release_and_previous_only(host):
+    assert sorted(host.file(RELEASES).listdir()) == ["0.1.0-m1", "0.1.0-m2"]  # m0 went
     assert host.file("/opt/aegis/current").linked_to == f"{RELEASES}/0.1.0-m2"
-    assert host.file("/opt/aegis/previous").linked_to == f"{RELEASES}/0.1.0-m3"
+    assert host.file("/opt/aegis/previous").linked_to == f"{RELEASES}/0.1.0-m1"
 
 
 def test_the_running_process_is_the_current_release(host):
     maps = read_as_service_user(host, f"/proc/{main_pid(host)}/maps")
     assert f"{RELEASES}/0.1.0-m2/venv/" in maps
-    assert f"{RELEASES}/0.1.0-m3/" not in maps
+    assert f"{RELEASES}/0.1.0-m1/" not in maps
 
 
-@pytest.mark.parametrize("release", ["0.1.0-m2", "0.1.0-m3"])
+@pytest.mark.parametrize("release", ["0.1.0-m1", "0.1.0-m2"])
 def test_release_holds_a_venv_and_the_model_but_no_torch_nor_wheels(host, release):
     folder = f"{RELEASES}/{release}"
     assert host.file(f"{folder}/venv/bin/aegis-rag").exists

@@ -1,4 +1,5 @@
-"""Verify aegis.rag.ollama on the two Ollama hosts of the data-tier fleet (testinfra over the podman connection)."""
+"""Verify aegis.rag.ollama on the scenario's two Ollama hosts (testinfra over the podman connection). The service
+enabled and running on the fleet's Ollama host: tests/fleet/test_services.py."""
 
 from __future__ import annotations
 
@@ -42,12 +43,6 @@ def server_environment(host) -> dict[str, str]:
     # As the ollama user: the container's root may not read another user's environ (no CAP_SYS_PTRACE).
     raw = host.check_output(f"runuser -u ollama -- cat /proc/{pid}/environ | tr '\\0' '\\n'")
     return dict(line.split("=", 1) for line in raw.splitlines() if "=" in line)
-
-
-def test_service_is_enabled_and_running(host):
-    service = host.service("ollama")
-    assert service.is_enabled
-    assert service.is_running
 
 
 def test_installed_like_the_official_install(host):

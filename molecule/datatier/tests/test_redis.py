@@ -1,11 +1,12 @@
-"""Verify aegis.rag.redis on the data host of the data-tier fleet (testinfra over the podman connection)."""
+"""Verify aegis.rag.redis on the CPU Ollama host, with its own port, address and directives (testinfra over the podman
+connection). The service enabled and running with the defaults on the fleet's data host: tests/fleet/test_services.py."""
 
 from pathlib import Path
 
 import pytest
 import yaml
 
-testinfra_hosts = ["podman://aegis-data"]
+testinfra_hosts = ["podman://aegis-ollama"]
 
 HOST_VARS = yaml.safe_load((Path(__file__).parents[1] / "molecule.yml").read_text())["provisioner"][
     "inventory"
@@ -23,12 +24,6 @@ def address(host):
 def redis_cli(host, address, *args, password=PASSWORD):
     env = f"REDISCLI_AUTH='{password}' " if password else ""
     return host.run(f"{env}redis-cli -h {address} -p {PORT} " + " ".join(args))
-
-
-def test_service_is_enabled_and_running(host):
-    service = host.service("redis-server")
-    assert service.is_enabled
-    assert service.is_running
 
 
 def test_listens_only_on_the_bound_address_and_port(host, address):

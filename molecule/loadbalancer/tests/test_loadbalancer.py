@@ -1,4 +1,5 @@
-"""Verify aegis.rag.loadbalancer on the converged host (testinfra over the podman connection)."""
+"""Verify aegis.rag.loadbalancer on the converged host (testinfra over the podman connection). The service enabled
+and running on the fleet's load balancer: tests/fleet/test_services.py."""
 
 import json
 
@@ -22,12 +23,6 @@ def runtime_api(host, command):
         " s.sendall(sys.argv[2].encode()+b'\\n'); print(b''.join(iter(lambda: s.recv(65536), b'')).decode())"
     )
     return host.check_output(f"python3 -c \"{script}\" {SOCKET} '{command}'")
-
-
-def test_service_is_enabled_and_running(host):
-    service = host.service("haproxy")
-    assert service.is_enabled
-    assert service.is_running
 
 
 def test_frontend_listens_everywhere_and_stats_on_loopback_only(host):

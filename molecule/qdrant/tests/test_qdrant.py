@@ -1,6 +1,7 @@
 """Verify aegis.rag.qdrant on the two converged peers (testinfra over the podman connection).
 
-The side effect re-converged with another log level, so both peers were restarted by the handler once."""
+The side effect re-converged with another log level, so both peers were restarted by the handler once. The service
+enabled and running on the fleet's data host: tests/fleet/test_services.py."""
 
 from __future__ import annotations
 
@@ -51,12 +52,6 @@ def show(host, *properties: str) -> dict[str, str]:
 def command_line(host) -> list[str]:
     pid = show(host, "MainPID")["MainPID"]
     return host.file(f"/proc/{pid}/cmdline").content.decode().rstrip("\0").split("\0")
-
-
-def test_service_is_enabled_and_running(host):
-    service = host.service("qdrant")
-    assert service.is_enabled
-    assert service.is_running
 
 
 @pytest.mark.parametrize(
