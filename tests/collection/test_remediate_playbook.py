@@ -45,6 +45,16 @@ def test_each_tier_is_reached_by_its_alerts(tmp_path):
                     ("api-1", "aegis.rag.runbook_api_failure", None), ("api-2", "aegis.rag.runbook_api_failure", None)}
 
 
+def test_the_tier_wide_qdrant_alert_may_restart_a_peer_too(tmp_path):
+    """A stopped Qdrant fires AegisServiceDown and QdrantQuerySuccessRateCritical at once: whichever takes the tier's
+    lock first runs alone (the other is busy and dropped), so both must allow the restart of a peer not ready."""
+    fleet = make_fleet(tmp_path)
+    proc = dispatch(fleet, alert("QdrantQuerySuccessRateCritical", service="qdrant", fingerprint="s1"))
+    assert proc.returncode == 0, describe(proc)
+    (run,) = fleet.runs()
+    assert (run["host"], run["standin_for"], run["restart_peers"]) == ("qdrant-1", "aegis.rag.runbook_vector_db", True)
+
+
 class Webhook:
     """A receiver for the escalation webhook: records each request's headers and JSON body."""
 

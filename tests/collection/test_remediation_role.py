@@ -146,6 +146,18 @@ def test_the_unit_is_hardened_and_runs_the_rulebook_with_the_roles_files(tmp_pat
     assert TOKEN not in files["unit"] and TOKEN not in files["vars"]
 
 
+def test_a_start_clears_the_tier_locks_the_last_stop_left(tmp_path):
+    """systemd kills every dispatcher with the service: their tier locks would keep the tiers busy (runs nothing)."""
+    state = tmp_path / "state"
+    unit = unit_of(render(tmp_path, remediation_state_dir=str(state))["unit"])
+    (command,) = unit["ExecStartPre"]
+    state.mkdir()
+    for name in ("tier-aegis_api.lock", "tier-qdrant.lock", "state.json", "decisions.jsonl"):
+        (state / name).write_text("{}")
+    subprocess.run(shlex.split(command.removeprefix("-")), check=True)
+    assert sorted(p.name for p in state.iterdir()) == ["decisions.jsonl", "state.json"]
+
+
 def test_the_java_home_follows_the_hosts_architecture_and_the_inventory_the_project(tmp_path):
     project = tmp_path / "project"
     (project / "inventories" / "site").mkdir(parents=True)
