@@ -58,15 +58,22 @@ class Fleet:
             "MOLECULE_SCENARIO_NAME": "default",
         }
 
-    def playbook(self, playbook: str | Path, *args: str, timeout_s: float = 900) -> str:
+    def playbook(self, playbook: str | Path, *args: str, timeout_s: float = 900, expect_failure: bool = False) -> str:
         """Run a playbook (a path relative to the repository root) against the fleet; its output, which the
-        assertion shows when it fails."""
+        assertion shows when the run succeeds or fails against expect_failure."""
         run = subprocess.run([str(VENV_BIN / "ansible-playbook"), f"--inventory={self.inventory}", str(playbook),
                               *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout_s,
                              check=False)
         output = run.stdout + run.stderr
-        assert run.returncode == 0, f"ansible-playbook {playbook} {' '.join(args)} failed:\n{output[-15000:]}"
+        assert (run.returncode != 0) == expect_failure, (
+            f"ansible-playbook {playbook} {' '.join(args)} {'succeeded' if expect_failure else 'failed'}:\n"
+            f"{output[-15000:]}")
         return output
+
+    def lb_server(self, name: str) -> dict:
+        """HAProxy's view of an API host: admin (ready, drain, maint), status (UP, DOWN, MAINT...) and sessions."""
+        lb = self.host(hosts_of("loadbalancer")[0])
+        return json.loads(lb.check_output(f"{LB_TOOL} show aegis_api {name}"))["after"]
 
     def release(self, n: int) -> str:
         """Release n of the source the fleet was prepared from: converge.yml deploys 1, upgrade_rollback.yml 2."""
@@ -87,30 +94,30 @@ class Fleet:
         """Every API host answers /ready with 200 and the load balancer has it UP (the state each test leaves the
         fleet in: HAProxy takes a host back only after its health checks pass again)."""
         deadline = time.monotonic() + timeout_s
-        lb = self.host(hosts_of("loadbalancer")[0])
         for name in hosts_of("aegis_api"):
             while (ready := http(self.host(name), "http://127.0.0.1:8910/ready"))[0] != 200:
                 assert time.monotonic() < deadline, f"{name}: /ready not 200 after {timeout_s:g} s: {ready}"
                 time.sleep(2)
-            while (state := json.loads(lb.check_output(f"{LB_TOOL} show aegis_api {name}"))["after"])["status"] != "UP":
+            while (state := self.lb_server(name))["status"] != "UP":
                 assert time.monotonic() < deadline, f"{name}: not UP on the load balancer after {timeout_s:g} s: {state}"
                 time.sleep(1)
 
 
-# GET (or POST with a body) with the host's python3 (the hosts have no curl); headers as "Name=value,Name=value";
-# prints "<status> <body>", status 0 when nothing answered.
+# GET (or POST with a body, or another method) with the host's python3 (the hosts have no curl); headers as
+# "Name=value,Name=value"; prints "<status> <body>", status 0 when nothing answered.
 HTTP = ("python3 -c 'import sys, urllib.request as u, urllib.error as e\n"
         "headers = dict(h.split(\"=\", 1) for h in sys.argv[2].split(\",\") if h)\n"
         "body = sys.argv[3].encode() if len(sys.argv) > 3 else None\n"
-        "try:\n    x = u.urlopen(u.Request(sys.argv[1], data=body, headers=headers), timeout=60)\n"
+        "method = sys.argv[4] if len(sys.argv) > 4 else None\n"
+        "try:\n    x = u.urlopen(u.Request(sys.argv[1], data=body, headers=headers, method=method), timeout=60)\n"
         "    print(x.status, x.read().decode())\n"
         "except e.HTTPError as x: print(x.code, x.read().decode())\n"
         "except OSError as x: print(0, x)' ")
 
 
-def http(host, url: str, headers: str = "", body: str | None = None) -> tuple[int, str]:
-    args = f"'{url}' '{headers}'" + (f" '{body}'" if body is not None else "")
-    status, _, text = host.check_output(HTTP + args).partition(" ")
+def http(host, url: str, headers: str = "", body: str | None = None, method: str | None = None) -> tuple[int, str]:
+    parts = [url, headers] + ([body or ""] if body is not None or method else []) + ([method] if method else [])
+    status, _, text = host.check_output(HTTP + " ".join(f"'{part}'" for part in parts)).partition(" ")
     return int(status), text
 
 

@@ -39,23 +39,13 @@ CLIENT_LOOP, CLIENT_LOOP_STOP = "/usr/local/bin/fleet-client-loop", "/tmp/fleet-
 # request's); its smoke generation (/api/generate) answers
 CHAT_FAULT = {"path": "^/api/chat$", "model": BAD, "error_rate": 1.0, "status": 500,
               "body": {"error": "llama runner process has terminated: signal: killed"}}
-# urllib on the host (no curl there): argv method, URL, JSON body ('' for none); prints the HTTP status
-REQUEST = ("import sys, urllib.request as u, urllib.error as e\n"
-           "r = u.Request(sys.argv[2], data=sys.argv[3].encode() or None, method=sys.argv[1],"
-           " headers={'Content-Type': 'application/json'})\n"
-           "try: print(u.urlopen(r, timeout=60).status)\n"
-           "except e.HTTPError as x: print(x.code)\n")
 
 
 def update(fleet, reports: Path, model: str, expect_failure: bool = False, **variables) -> tuple[str, dict]:
     """model_update.yml to `model`; its output and JSON report. A run expected to fail must fail."""
     extra = {"new_model": model, "aegis_runbook_delegate_to": "{{ inventory_hostname }}",
              "aegis_runbook_ollama_url": OLLAMA_URL, "aegis_report_dir": str(reports), **variables}
-    try:
-        output, failed = fleet.playbook(PLAYBOOK, f"--extra-vars={json.dumps(extra)}", timeout_s=1500), False
-    except AssertionError as exc:  # fleet.playbook asserts success; its message carries the output
-        output, failed = str(exc), True
-    assert failed == expect_failure, f"model_update {'succeeded' if expect_failure else 'failed'}:\n{output[-15000:]}"
+    output = fleet.playbook(PLAYBOOK, f"--extra-vars={json.dumps(extra)}", timeout_s=1500, expect_failure=expect_failure)
     return output, load_json_report(reports, "model_update")
 
 
@@ -74,8 +64,8 @@ def assert_fleet_on(fleet, model: str) -> None:
 
 
 def ollama_request(fleet, method: str, path: str, body: dict | None = None) -> int:
-    args = " ".join(map(shlex.quote, [method, OLLAMA_URL + path, json.dumps(body) if body is not None else ""]))
-    return int(fleet.host(OLLAMA).check_output(f"python3 -c {shlex.quote(REQUEST)} {args}"))
+    return http(fleet.host(OLLAMA), OLLAMA_URL + path, "Content-Type=application/json",
+                json.dumps(body) if body is not None else "", method)[0]
 
 
 def installed(fleet) -> set[str]:

@@ -41,12 +41,7 @@ def run_runbook(fleet, tmp_path: Path, name: str, expect_failure: bool = False, 
                                      "aegis_runbook_api_url": "http://127.0.0.1:8910",
                                      "aegis_runbook_api_chat_url": lb_url, "aegis_report_dir": str(reports),
                                      **variables}))
-    try:
-        output = fleet.playbook(RUNBOOK, f"--extra-vars=@{vars_file}")
-        failed = False
-    except AssertionError as exc:  # fleet.playbook asserts success; its message carries the output
-        output, failed = str(exc), True
-    assert failed == expect_failure, f"runbook {'succeeded' if expect_failure else 'failed'}:\n{output[-15000:]}"
+    output = fleet.playbook(RUNBOOK, f"--extra-vars=@{vars_file}", expect_failure=expect_failure)
     report = load_json_report(reports, "runbook_api_failure")
     return output, report, sorted(reports.glob("runbook_api_failure-*.md"))[-1].read_text()
 
@@ -72,12 +67,7 @@ def assert_second_run_changes_nothing(fleet, tmp_path: Path) -> None:
 
 def assert_in_pool(fleet, server: str) -> None:
     """HAProxy has the API host ready and UP."""
-    assert {k: lb_state(fleet, server)[k] for k in ("admin", "status")} == {"admin": "ready", "status": "UP"}
-
-
-def lb_state(fleet, server: str) -> dict:
-    """HAProxy's view of an API host: admin (ready, drain, maint), status (UP, DOWN, MAINT...) and sessions."""
-    return json.loads(fleet.host(LB).check_output(f"{LB_TOOL} show aegis_api {server}"))["after"]
+    assert {k: fleet.lb_server(server)[k] for k in ("admin", "status")} == {"admin": "ready", "status": "UP"}
 
 
 def put_back(fleet, server: str) -> None:
@@ -116,7 +106,7 @@ def test_a_healthy_host_left_in_maintenance_is_put_back(fleet, tmp_path):
     server = API[-1]
     try:
         fleet.host(LB).check_output(f"{LB_TOOL} set aegis_api {server} maint")
-        assert lb_state(fleet, server)["admin"] == "maint"
+        assert fleet.lb_server(server)["admin"] == "maint"
 
         output, report, markdown = run_runbook(fleet, tmp_path, "heal")
         host = report["hosts"][server]
@@ -250,7 +240,7 @@ def test_qdrant_down_is_named_and_no_api_host_is_restarted_or_rolled_back(fleet,
                 api = fleet.host(name)
                 assert unit(api) == units[name], f"{name}'s aegis-api was restarted"
                 assert (link(api, "current"), link(api, "previous")) == releases[name]
-                assert lb_state(fleet, name)["admin"] == "ready"  # HAProxy's checks take it out, not a drain
+                assert fleet.lb_server(name)["admin"] == "ready"  # HAProxy's checks take it out, not a drain
             assert "runbook_api_failure failed on" in output
             assert all(counts["changed"] == 0 for counts in recap(output).values()), recap(output)
             assert_no_secret(report, markdown)

@@ -153,7 +153,7 @@ def test_a_closed_loop_game_day_heals_three_faults_with_no_step_of_its_own(fleet
     assert outcome["outcome"]["status"] == "ok" and outcome["runbook"] == "aegis.rag.runbook_api_failure", outcome
     assert decisions(lb, since, API)[:2] == ["run", "finished"], diagnosis(lb, since, API)
     assert any(API in r["hosts"] for r in records(lb, f"{REPORTS}/runbook_api_failure-*.json", since))
-    server = json.loads(lb.check_output(f"{LB_TOOL} show aegis_api {API}"))["after"]
+    server = fleet.lb_server(API)
     assert server["admin"] == "ready" and server["status"].startswith("UP"), server
     for name, fault in faults.items():
         healed = round(fault["seconds_to_detect"] + fault["seconds_to_repair"], 1)
@@ -203,6 +203,6 @@ def test_a_fault_no_runbook_repairs_escalates_after_the_attempts_and_runs_nothin
         deadline = time.monotonic() + 120
         while firing(lb, "aegis-api", address) and time.monotonic() < deadline:
             time.sleep(2)
-    server = json.loads(lb.check_output(f"{LB_TOOL} show aegis_api {UNREPAIRABLE}"))["after"]
+    server = fleet.lb_server(UNREPAIRABLE)
     assert server["admin"] == "ready" and server["status"].startswith("UP"), server
     assert not firing(lb, "aegis-api", address)
