@@ -73,7 +73,9 @@ def run_playbook(tmp_path, qdrant, s3):
         (workdir / "hosts.yml").write_text(yaml.safe_dump(inventory))
         variables = {"aegis_report_dir": str(reports), "aegis_backup_s3_endpoint_url": s3.endpoint_url,
                      "aegis_backup_s3_region": s3.region, "aegis_backup_s3_access_key": s3.access_key,
-                     "aegis_backup_s3_secret_key": s3.secret_key, **extra_vars}
+                     "aegis_backup_s3_secret_key": s3.secret_key,
+                     "aegis_runbook_latency_window": 1,  # seconds between two reads of /metrics (10 by default)
+                     **extra_vars}
         (workdir / "vars.json").write_text(json.dumps(variables))
         cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(workdir / "hosts.yml"), "-e", f"@{workdir / 'vars.json'}",
                str(PLAYBOOKS / f"{name}.yml")]

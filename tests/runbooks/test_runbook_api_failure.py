@@ -415,7 +415,8 @@ def runbook(tmp_path):
         groups = {"aegis_api": {"hosts": api_hosts}}
         variables = {"aegis_report_dir": str(reports), "ansible_become": False, "aegis_api_keys": [API_KEY],
                      "aegis_runbook_api_chat_url": "", "aegis_runbook_api_host_facts": False,
-                     "aegis_runbook_api_restart_wait": 4, "aegis_api_ready_timeout": 10}
+                     "aegis_runbook_api_restart_wait": 4, "aegis_api_ready_timeout": 10,
+                     "aegis_runbook_latency_window": 1}
         if lb is not None:
             groups["loadbalancer"] = {"hosts": {"lb-a": {
                 "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
