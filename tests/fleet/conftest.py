@@ -121,6 +121,14 @@ def http(host, url: str, headers: str = "", body: str | None = None, method: str
     return int(status), text
 
 
+def wait_until(condition, timeout_s: float, what: str) -> None:
+    """Poll condition() every second until it is true; fail saying what did not happen within timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not {what} after {timeout_s:g} s"
+        time.sleep(1)
+
+
 def recap(output: str) -> dict[str, dict[str, int]]:
     """The PLAY RECAP of an ansible-playbook run: host -> {ok, changed, unreachable, failed}."""
     return {m[1]: dict(zip(("ok", "changed", "unreachable", "failed"), map(int, m.groups()[1:])))

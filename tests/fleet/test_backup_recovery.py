@@ -19,8 +19,7 @@ from __future__ import annotations
 import json
 import re
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import httpx
 import pytest
 
 from tests import stack
-from tests.fleet.conftest import FLEET_TEST, GROUPS, LB_TOOL, VARS, hosts_of, http, load_json_report
+from tests.fleet.conftest import FLEET_TEST, GROUPS, LB_TOOL, VARS, hosts_of, http, load_json_report, wait_until
 
 pytestmark = FLEET_TEST
 
@@ -88,13 +87,6 @@ class Backup:
     @property
     def date(self) -> str:
         return self.key.split("/")[-2]
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"not {what} after {timeout_s} s"
-        time.sleep(1)
 
 
 def run(fleet, folder: Path, playbook: str, variables: dict, expect_failure: bool = False, **extra) -> tuple[str, dict]:

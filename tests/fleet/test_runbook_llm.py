@@ -20,10 +20,9 @@ In none of them is the API key in the report."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
-from tests.fleet.conftest import FLEET_TEST, VARS, hosts_of, http, load_json_report, recap
+from tests.fleet.conftest import FLEET_TEST, VARS, hosts_of, http, load_json_report, recap, wait_until
 
 pytestmark = FLEET_TEST
 
@@ -109,13 +108,6 @@ def assert_second_run_changes_nothing(fleet, tmp_path: Path) -> None:
     assert host["summary"].startswith(f"{MODEL}: healthy; smoke answered in "), host["summary"]
     assert_generated(host["data"]["chat"])
     assert all(counts["changed"] == 0 for counts in recap(output).values()), recap(output)
-
-
-def wait_until(condition, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"not {what} after {timeout_s:g} s"
-        time.sleep(1)
 
 
 def restore(fleet) -> None:

@@ -20,10 +20,9 @@ from __future__ import annotations
 import base64
 import json
 import math
-import time
 from pathlib import Path
 
-from tests.fleet.conftest import FLEET_TEST, VARS, hosts_of, http, load_json_report, recap
+from tests.fleet.conftest import FLEET_TEST, VARS, hosts_of, http, load_json_report, recap, wait_until
 from tests.fleet.test_model_update import client_loop
 
 pytestmark = FLEET_TEST
@@ -109,13 +108,6 @@ def problems(host: dict) -> list[str]:
 def assert_no_secret(output: str, report: dict, markdown: str) -> None:
     assert QDRANT_KEY not in output and QDRANT_KEY not in json.dumps(report) and QDRANT_KEY not in markdown, \
         "the Qdrant API key is in the report"
-
-
-def wait_until(condition, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"not {what} after {timeout_s:g} s"
-        time.sleep(2)
 
 
 def restore(fleet) -> None:
