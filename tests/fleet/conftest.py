@@ -22,6 +22,8 @@ import pytest
 import testinfra
 import yaml
 
+import tests.testinfra_nsenter  # noqa: F401  (registers testinfra's nsenter:// hosts)
+
 from tests.molecule.conftest import (ROOT, VENV_BIN, _run_locked, ensure_test_hosts, fleet_state_dir, molecule_env,
                                      scenario_hosts, scenario_lock)
 
@@ -81,8 +83,8 @@ class Fleet:
         return f"0.1.0-fleet{n}-{digest}"
 
     def host(self, name: str):
-        """A testinfra host over podman."""
-        return testinfra.get_host(f"podman://{name}")
+        """A testinfra host, its commands run through nsenter (tests/testinfra_nsenter.py)."""
+        return testinfra.get_host(f"nsenter://{name}")
 
     def address(self, name: str) -> str:
         """A host's address on podman's network (the hosts reach each other by address)."""

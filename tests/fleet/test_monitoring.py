@@ -1,7 +1,7 @@
 """aegis.rag.monitoring on the fleet's monitoring host. molecule/default/monitoring.yml runs first, as an operator
 would: every target up, the rules loaded, a rule promtool rejects and a receiver amtool rejects refused with nothing
 changed, a valid extra rule reloaded and removed, the GPU collector following a stand-in nvidia-smi. Then testinfra
-over podman: services, file modes, the scrape targets and rules Prometheus reports through its HTTP API.
+over nsenter: services, file modes, the scrape targets and rules Prometheus reports through its HTTP API.
 node_exporter on every host: test_services.py."""
 
 import json
@@ -12,7 +12,7 @@ import pytest
 from tests.fleet.conftest import FLEET_TEST, GROUPS, SCENARIO
 
 pytestmark = FLEET_TEST
-testinfra_hosts = [f"podman://{name}" for name, groups in GROUPS.items() if "monitoring" in groups]
+testinfra_hosts = [f"nsenter://{name}" for name, groups in GROUPS.items() if "monitoring" in groups]
 
 PROMETHEUS = "http://127.0.0.1:9090"
 

@@ -1,4 +1,4 @@
-"""aegis.rag.schedules on the scheduler host(s) of the fleet (testinfra over podman), after
+"""aegis.rag.schedules on the scheduler host(s) of the fleet (testinfra over nsenter), after
 molecule/default/scheduler.yml installed the timers, ran each job's unit by hand, made one fail and repaired it.
 Hosts: the platforms of molecule.yml in the group `scheduler`; none, none tested."""
 
@@ -15,7 +15,7 @@ from tests.fleet.conftest import FLEET_TEST, GROUPS, SCENARIO
 pytestmark = FLEET_TEST
 V = yaml.safe_load((SCENARIO / "vars" / "scheduler.yml").read_text())
 UNITS = V["scheduler_units"]
-testinfra_hosts = [f"podman://{name}" for name, groups in GROUPS.items() if "scheduler" in groups]
+testinfra_hosts = [f"nsenter://{name}" for name, groups in GROUPS.items() if "scheduler" in groups]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,5 +1,5 @@
-"""The converged fleet (testinfra over podman): each tier's service, and /chat through the load balancer answered
-by the API hosts from Qdrant, Redis and Ollama on their own hosts."""
+"""The converged fleet (testinfra over nsenter, tests/testinfra_nsenter.py): each tier's service, and /chat through
+the load balancer answered by the API hosts from Qdrant, Redis and Ollama on their own hosts."""
 
 from __future__ import annotations
 
@@ -17,10 +17,21 @@ SERVICES = {"loadbalancer": ["haproxy"], "aegis_api": ["aegis-api"], "qdrant": [
             "ollama": ["ollama"], "all": ["prometheus-node-exporter"],
             "monitoring": ["prometheus", "prometheus-alertmanager", "prometheus-blackbox-exporter"],
             "scheduler": []}  # timers only: test_scheduler.py
-testinfra_hosts = [f"podman://{name}" for name in GROUPS]
+testinfra_hosts = [f"nsenter://{name}" for name in GROUPS]
 
 def name_of(host) -> str:
     return host.backend.get_hostname()
+
+
+def test_commands_run_in_the_host_from_its_root_with_its_environment(host):
+    """The nsenter:// backend: the host's namespaces (its hostname, its systemd as pid 1), its root as working
+    directory, the container's environment only, and the command's own exit status and streams."""
+    assert host.check_output("hostname") == name_of(host)
+    assert host.check_output("cat /proc/1/comm") == "systemd"
+    assert host.check_output("pwd") == "/"
+    assert "PYTEST_XDIST_WORKER" not in host.check_output("env") and host.check_output("echo $PATH").startswith("/")
+    failed = host.run("echo out; echo err >&2; exit 3")
+    assert (failed.rc, failed.stdout, failed.stderr) == (3, "out\n", "err\n")
 
 
 def test_node_exporter_serves_the_hosts_metrics(host):
@@ -37,7 +48,7 @@ def test_every_service_of_the_host_is_enabled_and_running(host):
 
 @pytest.fixture()
 def lb():
-    return testinfra.get_host("podman://fleet-lb")
+    return testinfra.get_host("nsenter://fleet-lb")
 
 
 def chat_through_the_load_balancer(lb, key: str | None) -> tuple[int, str]:
@@ -58,7 +69,7 @@ def test_chat_needs_the_api_key(lb):
 
 
 def test_the_document_lives_in_qdrant_on_the_data_host():
-    data = testinfra.get_host("podman://fleet-data")
+    data = testinfra.get_host("nsenter://fleet-data")
     status, text = http(data, "http://127.0.0.1:6333/collections/aegis_docs_v2", f"api-key={VARS['fleet_qdrant_api_key']}")
     assert status == 200, text
     assert json.loads(text)["result"]["points_count"] > 0
@@ -66,7 +77,7 @@ def test_the_document_lives_in_qdrant_on_the_data_host():
 
 def test_api_hosts_are_ready_with_every_dependency_on_its_own_host():
     for name in (n for n, groups in GROUPS.items() if "aegis_api" in groups):
-        api = testinfra.get_host(f"podman://{name}")
+        api = testinfra.get_host(f"nsenter://{name}")
         status, text = http(api, "http://127.0.0.1:8910/ready")
         assert status == 200, (name, text)
         checks = json.loads(text)["checks"]
@@ -79,7 +90,7 @@ def test_api_hosts_are_ready_with_every_dependency_on_its_own_host():
 def test_the_standalone_qdrant_listens_on_http_and_grpc_only_and_guards_its_keys():
     """A single Qdrant peer (molecule/qdrant has two): no cluster port nor arguments, keys readable by root and
     qdrant only, and another host of the fleet is refused without the key."""
-    data = testinfra.get_host("podman://fleet-data")
+    data = testinfra.get_host("nsenter://fleet-data")
     listening = {str(s) for s in data.socket.get_listening_sockets() if s.startswith("tcp")}
     assert {"tcp://0.0.0.0:6333", "tcp://0.0.0.0:6334"} <= listening
     assert not any(s.endswith(":6335") for s in listening)  # no p2p port without distributed mode
@@ -89,7 +100,7 @@ def test_the_standalone_qdrant_listens_on_http_and_grpc_only_and_guards_its_keys
     config = data.file("/etc/qdrant/config.yaml")
     assert (config.user, config.group, config.mode) == ("root", "qdrant", 0o640)
     assert yaml.safe_load(config.content_string)["cluster"]["enabled"] is False
-    api = testinfra.get_host("podman://fleet-api-1")
+    api = testinfra.get_host("nsenter://fleet-api-1")
     address = data.check_output("ip -4 -o addr show scope global | awk '{ sub(\"/.*\", \"\", $4); print $4; exit }'")
     assert http(api, f"http://{address}:6333/collections")[0] == 401
     assert http(api, f"http://{address}:6333/collections", f"api-key={VARS['fleet_qdrant_api_key']}")[0] == 200

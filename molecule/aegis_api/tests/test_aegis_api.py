@@ -1,4 +1,4 @@
-"""Verify aegis.rag.aegis_api on the converged host (testinfra over the podman connection).
+"""Verify aegis.rag.aegis_api on the converged host (testinfra over nsenter).
 
 The side effect planted an older release 0.1.0-m0, then deployed 0.1.0-m2 after 0.1.0-m1 (kept: 1, and `previous`).
 The service enabled and running on the fleet's API hosts: tests/fleet/test_services.py."""
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-testinfra_hosts = ["podman://aegis-api"]
+testinfra_hosts = ["nsenter://aegis-api"]
 
 GROUP_VARS = yaml.safe_load((Path(__file__).parents[1] / "molecule.yml").read_text())["provisioner"]["inventory"][
     "group_vars"]["api"]

@@ -1,4 +1,4 @@
-"""Verify aegis.rag.ollama on the scenario's two Ollama hosts (testinfra over the podman connection). The service
+"""Verify aegis.rag.ollama on the scenario's two Ollama hosts (testinfra over nsenter). The service
 enabled and running on the fleet's Ollama host: tests/fleet/test_services.py."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-testinfra_hosts = ["podman://aegis-ollama", "podman://aegis-ollama-gpu"]
+testinfra_hosts = ["nsenter://aegis-ollama", "nsenter://aegis-ollama-gpu"]
 
 INVENTORY = yaml.safe_load((Path(__file__).parents[1] / "molecule.yml").read_text())["provisioner"]["inventory"]
 MODELS = [m["name"] for m in INVENTORY["group_vars"]["ollama"]["ollama_models"]]

@@ -1,12 +1,12 @@
-"""Verify aegis.rag.redis on the CPU Ollama host, with its own port, address and directives (testinfra over the podman
-connection). The service enabled and running with the defaults on the fleet's data host: tests/fleet/test_services.py."""
+"""Verify aegis.rag.redis on the CPU Ollama host, with its own port, address and directives (testinfra over
+nsenter). The service enabled and running with the defaults on the fleet's data host: tests/fleet/test_services.py."""
 
 from pathlib import Path
 
 import pytest
 import yaml
 
-testinfra_hosts = ["podman://aegis-ollama"]
+testinfra_hosts = ["nsenter://aegis-ollama"]
 
 HOST_VARS = yaml.safe_load((Path(__file__).parents[1] / "molecule.yml").read_text())["provisioner"][
     "inventory"

@@ -1,4 +1,4 @@
-"""Verify aegis.rag.loadbalancer on the converged host (testinfra over the podman connection). The service enabled
+"""Verify aegis.rag.loadbalancer on the converged host (testinfra over nsenter). The service enabled
 and running on the fleet's load balancer: tests/fleet/test_services.py."""
 
 import json
@@ -7,7 +7,7 @@ import pytest
 import yaml
 from pathlib import Path
 
-testinfra_hosts = ["podman://aegis-loadbalancer"]
+testinfra_hosts = ["nsenter://aegis-loadbalancer"]
 
 SCENARIO = yaml.safe_load((Path(__file__).parents[1] / "molecule.yml").read_text())
 GROUP_VARS = SCENARIO["provisioner"]["inventory"]["group_vars"]["loadbalancer"]

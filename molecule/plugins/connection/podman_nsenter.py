@@ -52,6 +52,40 @@ def _start_time(pid: int) -> str | None:
         return None
 
 
+def find_target(container: str, podman: str = "podman") -> dict:
+    """{"pid", "start", "env"} of the container's first process, from the cache while it still runs; LookupError
+    when the container does not run. Also used by the tests' testinfra backend (tests/testinfra_nsenter.py)."""
+    cached = CACHE / f"{container}.json"
+    try:
+        target = json.loads(cached.read_text())
+        if _start_time(target["pid"]) == target["start"]:
+            return target
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    inspect = subprocess.run(
+        [podman, "inspect", "--type=container", "--format={{json .State.Pid}} {{json .Config.Env}}", container],
+        capture_output=True, text=True, check=False)
+    if inspect.returncode != 0:
+        raise LookupError(f"podman inspect {container} failed: {inspect.stderr.strip()}")
+    pid_text, env_text = inspect.stdout.split(" ", 1)
+    pid = json.loads(pid_text)
+    if not pid:
+        raise LookupError(f"container {container} is not running")
+    target = {"pid": pid, "start": _start_time(pid), "env": json.loads(env_text)}
+    CACHE.mkdir(mode=0o700, exist_ok=True)
+    partial = cached.with_suffix(f".{os.getpid()}")
+    partial.write_text(json.dumps(target))
+    partial.replace(cached)
+    return target
+
+
+def nsenter_command(target: dict, argv: list[str]) -> list[str]:
+    """argv run as root in all of the target's namespaces, in its working directory (`--wd=/` would open the
+    controller's /), with the container's environment only."""
+    return ["nsenter", f"--target={target['pid']}", "--all", "--wd", "--", "/usr/bin/env", "-i", *target["env"],
+            *argv]
+
+
 class Connection(ConnectionBase):
     transport = "podman_nsenter"
     has_pipelining = True
@@ -67,35 +101,13 @@ class Connection(ConnectionBase):
         return self
 
     def _find(self, container: str) -> dict:
-        """{"pid", "start", "env"} of the container's first process, from the cache while it still runs."""
-        cached = CACHE / f"{container}.json"
         try:
-            target = json.loads(cached.read_text())
-            if _start_time(target["pid"]) == target["start"]:
-                return target
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-        inspect = subprocess.run(
-            [self.get_option("podman_executable"), "inspect", "--type=container",
-             "--format={{json .State.Pid}} {{json .Config.Env}}", container],
-            capture_output=True, text=True, check=False)
-        if inspect.returncode != 0:
-            raise AnsibleConnectionFailure(f"podman inspect {container} failed: {inspect.stderr.strip()}")
-        pid_text, env_text = inspect.stdout.split(" ", 1)
-        pid = json.loads(pid_text)
-        if not pid:
-            raise AnsibleConnectionFailure(f"container {container} is not running")
-        target = {"pid": pid, "start": _start_time(pid), "env": json.loads(env_text)}
-        CACHE.mkdir(mode=0o700, exist_ok=True)
-        partial = cached.with_suffix(f".{os.getpid()}")
-        partial.write_text(json.dumps(target))
-        partial.replace(cached)
-        return target
+            return find_target(container, self.get_option("podman_executable"))
+        except LookupError as error:
+            raise AnsibleConnectionFailure(str(error)) from None
 
     def _run(self, argv: list[str], stdin=None, in_data: bytes | None = None) -> tuple[int, bytes, bytes]:
-        target = self._target
-        command = ["nsenter", f"--target={target['pid']}", "--all", "--wd=/", "--", "/usr/bin/env", "-i",
-                   *target["env"], *argv]
+        command = nsenter_command(self._target, argv)
         self._display.vvv(f"NSENTER {command}", host=self.get_option("remote_addr"))
         proc = subprocess.Popen(command, stdin=stdin if stdin is not None else subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -1,4 +1,4 @@
-"""Verify aegis.rag.qdrant on the two converged peers (testinfra over the podman connection).
+"""Verify aegis.rag.qdrant on the two converged peers (testinfra over nsenter).
 
 The side effect re-converged with another log level, so both peers were restarted by the handler once. The service
 enabled and running on the fleet's data host: tests/fleet/test_services.py."""
@@ -13,7 +13,7 @@ import testinfra
 import yaml
 
 PEERS = ["aegis-qdrant-1", "aegis-qdrant-2"]
-testinfra_hosts = [f"podman://{name}" for name in PEERS]
+testinfra_hosts = [f"nsenter://{name}" for name in PEERS]
 
 GROUP_VARS = yaml.safe_load((Path(__file__).parents[1] / "molecule.yml").read_text())["provisioner"]["inventory"][
     "group_vars"]["qdrant"]
@@ -35,7 +35,7 @@ def address_of(host) -> str:
 
 
 def peer(name: str):
-    return testinfra.get_host(f"podman://{name}")
+    return testinfra.get_host(f"nsenter://{name}")
 
 
 def http_status(host, url: str, api_key: str | None = None) -> int:
