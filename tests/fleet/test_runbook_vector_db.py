@@ -178,12 +178,12 @@ def test_slow_searches_are_degraded_with_the_p95_from_prometheus(fleet, tmp_path
         recent = host["data"]["recent_searches"]
         assert recent["source"] == "prometheus" and recent["p95_s"] > P95_TARGET_S, recent
         figure = f"{recent['p95_s']:.3g}"
-        finding = f"degraded: search P95 {figure} s over the 0.1 s target (the API, Prometheus, last 5 min)"
+        finding = f"degraded: search P95 {figure} s over the 0.1 s target (the API, Prometheus, last 1m)"
         assert problems(host) == [finding], host["findings"]
         assert host["summary"].endswith("; " + finding.removeprefix("degraded: ")), host["summary"]
         [facts] = table(host, "Host")
         assert (facts["API search P95"], facts["API searches failed"]) == (f"{figure} s", "0%"), facts
-        assert facts["measured over"] == "the API, Prometheus, last 5 min", facts
+        assert facts["measured over"] == "the API, Prometheus, last 1m", facts
         assert all(row["HTTP status"] == 200 for row in table(host, "Search probe"))  # slow, answering
         assert all(counts["changed"] == 0 for counts in recap(output).values()), recap(output)
         assert "vector database runbook failed" not in output  # a degradation is reported, the run does not fail

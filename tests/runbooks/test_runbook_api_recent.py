@@ -168,8 +168,8 @@ def test_a_repaired_host_still_answering_5xx_is_degraded_and_prometheus_judges_t
     # not repaired: the service's figures from Prometheus
     assert b["status"] == "degraded" and b["actions"] == [], b
     assert [f for f in b["findings"] if f.startswith("degraded: ")] == [
-        "degraded: recent P95 2.5 s over the 2.0 s target (the service, Prometheus, last 5 min)"]
-    assert row(b, "recent latency and errors") == "P95 2.5 s, 0.4% 5xx (the service, Prometheus, last 5 min)"
+        "degraded: recent P95 2.5 s over the 2.0 s target (the service, Prometheus, last 5m)"]
+    assert row(b, "recent latency and errors") == "P95 2.5 s, 0.4% 5xx (the service, Prometheus, last 5m)"
     assert healthy.reads == 0  # Prometheus answered: its /metrics was not read
     assert out.report["counts"] == {"degraded": 2}
 

@@ -250,6 +250,6 @@ def test_the_api_s_recent_generations_from_prometheus(run_playbook, ollama, tmp_
     host = out.host("ollama-a")
     assert host["status"] == "degraded", out.describe()
     assert [f for f in host["findings"] if f.startswith("degraded: ")] == [
-        "degraded: generation P95 4.2 s over the 3.0 s target (the API, Prometheus, last 5 min)"]
-    assert host["tables"][2]["rows"] == [["4.2 s", "0.5%", "the API, Prometheus, last 5 min"]]
+        "degraded: generation P95 4.2 s over the 3.0 s target (the API, Prometheus, last 5m)"]
+    assert host["tables"][2]["rows"] == [["4.2 s", "0.5%", "the API, Prometheus, last 5m"]]
     assert host["data"]["recent_generations"]["source"] == "prometheus"

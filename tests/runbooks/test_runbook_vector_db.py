@@ -181,13 +181,14 @@ def test_prometheus_first_then_metrics_when_it_does_not_answer(run_playbook, sta
     prom = prometheus_with({"aegis:vector_search_duration_seconds:p95": [(now - 120, 0.3), (now - 30, 0.25)],
                             "aegis:vector_search_success:ratio_rate5m": [(now - 120, 1.0), (now - 30, 0.999)]})
     fast = api_metrics(histogram({"0.01": 10}, 0.01), histogram({"0.01": 110}, 0.11))
+    # the rules' window as the monitoring role's variable sets it (5m when empty: test_runbook_llm.py)
     out = run_playbook("runbook_vector_db", hosts={"qdrant-a": service}, aegis_runbook_prometheus_url=prom,
-                       aegis_vector_db_api_metrics_url=fast, **WINDOW, **MACHINE_LIMITS)
+                       aegis_vector_db_api_metrics_url=fast, monitoring_rate_window="2m", **WINDOW, **MACHINE_LIMITS)
     host = out.host()
     assert host["status"] == "degraded", out.describe()
-    assert host["findings"] == ["degraded: search P95 0.25 s over the 0.1 s target (the API, Prometheus, last 5 min)"]
+    assert host["findings"] == ["degraded: search P95 0.25 s over the 0.1 s target (the API, Prometheus, last 2m)"]
     [facts] = table(host, "Host")
-    assert facts["API searches failed"] == "0.1%" and facts["measured over"] == "the API, Prometheus, last 5 min"
+    assert facts["API searches failed"] == "0.1%" and facts["measured over"] == "the API, Prometheus, last 2m"
     assert fast not in api_metrics.reads  # Prometheus answered: /metrics is not read
 
     # the inventory's maintenance Prometheus is the default; it does not answer: /metrics, and a warning
