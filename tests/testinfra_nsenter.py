@@ -6,6 +6,7 @@ CPU of podman, conmon and runc). Importing this module registers the scheme."""
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 from pathlib import Path
 
 from testinfra.backend import BACKENDS, base
@@ -27,9 +28,9 @@ class NsenterBackend(base.BaseBackend):
     def run(self, command: str, *args: str, **kwargs) -> base.CommandResult:
         cmd = self.get_command(command, *args)
         argv = nsenter.nsenter_command(nsenter.find_target(self.name), ["/bin/sh", "-c", cmd])
-        out = self.run_local(" ".join(["%s"] * len(argv)), *argv)
-        out.command = self.encode(cmd)
-        return out
+        # no local shell around nsenter (run_local's): the command is already an argument vector
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+        return self.result(proc.returncode, self.encode(cmd), proc.stdout, proc.stderr)
 
 
 BACKENDS["nsenter"] = f"{__name__}.NsenterBackend"
