@@ -14,6 +14,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -156,6 +157,30 @@ def test_a_start_clears_the_tier_locks_the_last_stop_left(tmp_path):
         (state / name).write_text("{}")
     subprocess.run(shlex.split(command.removeprefix("-")), check=True)
     assert sorted(p.name for p in state.iterdir()) == ["decisions.jsonl", "state.json"]
+
+
+def test_a_stop_waits_for_the_runbooks_in_flight_and_not_for_stale_locks(tmp_path):
+    """A runbook killed half-way leaves what it undid undone (an API host drained): a stop waits until the tier
+    locks of the runs in flight are released; a lock older than the stale limit (runbook timeout + 600 s) does not
+    hold it; systemd's own limit is the runbook timeout + 60 s."""
+    state = tmp_path / "state"
+    unit = unit_of(render(tmp_path, remediation_state_dir=str(state), remediation_runbook_timeout=60)["unit"])
+    (command,) = unit["ExecStop"]
+    assert unit["TimeoutStopSec"] == ["120"]
+    state.mkdir()
+    stale = state / "tier-qdrant.lock"
+    stale.write_text("{}")
+    os.utime(stale, (time.time() - 700, time.time() - 700))
+    lock = state / "tier-aegis_api.lock"
+    lock.write_text("{}")
+    threading.Timer(3, lock.unlink).start()
+    started = time.monotonic()
+    subprocess.run(shlex.split(command), check=True, timeout=30)
+    waited = time.monotonic() - started
+    assert not lock.exists() and 3 <= waited < 10, waited
+    started = time.monotonic()
+    subprocess.run(shlex.split(command), check=True, timeout=30)  # only the stale lock left
+    assert time.monotonic() - started < 2
 
 
 def test_the_java_home_follows_the_hosts_architecture_and_the_inventory_the_project(tmp_path):
