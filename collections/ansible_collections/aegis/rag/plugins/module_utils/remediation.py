@@ -243,18 +243,28 @@ def acquire_tier_lock(state_dir, tier, owner, stale_after, now):
     state_transaction: the state's flock makes checking and breaking a lock one step."""
     make_dirs(state_dir)
     path = tier_lock_path(state_dir, tier)
-    holder = read_json_quietly(path)
+    holder = live_tier_lock(state_dir, tier, stale_after, now)
+    if holder is not None:
+        return None, holder
     if os.path.exists(path):
-        created = holder.get("created_at")
-        age = now - (created if isinstance(created, (int, float)) else os.path.getmtime(path))
-        if age < stale_after:
-            return None, holder
         os.remove(path)
     token = uuid.uuid4().hex
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     with os.fdopen(fd, "w") as handle:
         json.dump(dict(owner, token=token, created_at=now), handle, sort_keys=True)
     return token, None
+
+
+def live_tier_lock(state_dir, tier, stale_after, now):
+    """The holder's record of the tier's lock when it is held and younger than stale_after seconds, else None."""
+    path = tier_lock_path(state_dir, tier)
+    holder = read_json_quietly(path)
+    try:
+        created = holder.get("created_at")
+        age = now - (created if isinstance(created, (int, float)) else os.path.getmtime(path))
+    except OSError:  # no lock
+        return None
+    return holder if age < stale_after else None
 
 
 def release_tier_lock(state_dir, tier, token):

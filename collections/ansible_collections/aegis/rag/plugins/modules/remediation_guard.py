@@ -19,7 +19,8 @@ description:
     switch O(enabled) or the file O(disable_file)), fails when the plan has an error (unknown alert or host),
     V(suggest) (the alert is in O(suggest_only); a suggestion record says what would run), V(escalate) (the alert
     already had O(max_attempts) runs on this host within O(window) seconds; an escalation record is written and
-    a warning logged), V(busy) (another runbook of the same tier holds its lock) or V(run) (the attempt is
+    a warning logged), V(busy) (another runbook of the same tier holds its lock, or the last attempt for this
+    alert and host still runs; it escalates only once that attempt has failed) or V(run) (the attempt is
     counted and the tier's lock taken; RV(command) is the runbook's command line).
   - With O(phase=finish), after the run, it records the outcome (in the state and as an outcome record) and
     releases the tier's lock.
@@ -273,6 +274,12 @@ def admit(module, plan, state_dir, report_dir, now):
         attempts = rem.recent_attempts(data, rem.attempt_key(plan), now, params["window"]) if plan["limit"] else []
         decision, reason = rem.decide(plan, params["enabled"], disable_file, params["suggest_only"], len(attempts),
                                       params["max_attempts"])
+        if decision == rem.ESCALATE:  # not while the last attempt still runs: it may yet repair the fault
+            holder = rem.live_tier_lock(state_dir, plan["tier"], params["lock_stale_after"], now)
+            if holder and (holder.get("alert"), holder.get("limit")) == (plan["alert"], plan["limit"]):
+                decision = rem.BUSY
+                reason = "attempt %d of %d for %s on %s still runs: escalated only if it fails; not counted" % (
+                    len(attempts), params["max_attempts"], plan["alert"], plan["limit"])
         return decision, reason, attempts
 
     try:

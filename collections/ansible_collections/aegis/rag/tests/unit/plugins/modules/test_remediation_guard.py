@@ -88,6 +88,28 @@ def test_after_max_attempts_the_alert_escalates_and_nothing_runs(guard, tmp_path
     assert guard("admit", max_attempts=3)["decision"] == "run"
 
 
+def test_no_escalation_while_the_last_attempt_still_runs(guard, tmp_path):
+    """The last attempt may yet repair the fault: an alert meanwhile is busy, not counted; once it has failed, the
+    next escalates with its outcome. Another alert's run on the tier does not hold an escalation back."""
+    guard("finish", lock_token=guard("admit")["lock_token"], run_result={"rc": 2})
+    last = guard("admit")
+    assert last["decision"] == "run" and last["attempts"] == 2
+    waiting = guard("admit")
+    assert waiting["decision"] == "busy" and not waiting["changed"], waiting
+    assert waiting["msg"] == ("attempt 2 of 2 for AegisServiceDown on api-1 still runs: escalated only if it fails; "
+                              "not counted")
+    assert guard("admit", check=True)["decision"] == "busy"
+    assert records(tmp_path, "escalation") == [] and len(attempts(tmp_path)) == 2
+    guard("finish", lock_token=last["lock_token"], run_result={"rc": 2, "stdout": "second"})
+    escalated = guard("admit")
+    assert escalated["decision"] == "escalate" and escalated["escalation"]["last_outcome"]["status"] == "failed"
+    assert journal(tmp_path) == ["run", "finished", "run", "busy", "finished", "escalate"]
+
+    other = guard("admit", plan=dict(PLAN, alert="AegisAPIHighErrorRate", fingerprint="0f0f0f0f0f0f0f0f"))
+    assert other["decision"] == "run"  # holds the aegis_api tier
+    assert guard("admit")["decision"] == "escalate"
+
+
 def test_attempts_outside_the_window_do_not_count(guard, tmp_path):
     for _attempt in range(2):
         guard("finish", lock_token=guard("admit")["lock_token"], run_result={"rc": 0})
