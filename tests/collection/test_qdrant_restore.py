@@ -124,16 +124,17 @@ def test_backup_date_and_newest(run_tasks, qdrant, s3, s3_bucket, collection_nam
     old_key = f"qdrant/{collection_name}/20200101/{up['snapshot']['name']}"
     client.copy_object(Bucket=s3_bucket, Key=old_key, CopySource={"Bucket": s3_bucket, "Key": up["key"]})
     rest.upsert(collection_name, range(26, 36))
-    newer = run_tasks([{"aegis.rag.qdrant_snapshot": {"collection": collection_name, "state": "s3_upload",
-                                                      "bucket": s3_bucket}}], play=play(qdrant, s3)).result(0)
-    assert newer["points_count"] == 35
-
-    tasks = [restore(collection=collection_name + "_old", source_collection=collection_name, bucket=s3_bucket,
+    # one play: the newer backup first, then the two restores
+    tasks = [{"aegis.rag.qdrant_snapshot": {"collection": collection_name, "state": "s3_upload", "bucket": s3_bucket}},
+             restore(collection=collection_name + "_old", source_collection=collection_name, bucket=s3_bucket,
                      backup_date="20200101"),
              restore(collection=collection_name + "_new", source_collection=collection_name, bucket=s3_bucket)]
     out = run_tasks(tasks, play=play(qdrant, s3))
-    assert out.result(0)["key"] == old_key and out.result(0)["points_count"] == 25
-    assert out.result(1)["key"] == newer["key"] and out.result(1)["points_count"] == 35
+    newer = out.result(0)
+    assert newer["points_count"] == 35
+
+    assert out.result(1)["key"] == old_key and out.result(1)["points_count"] == 25
+    assert out.result(2)["key"] == newer["key"] and out.result(2)["points_count"] == 35
     assert rest.points(collection_name + "_old") == original
 
     missing = run_tasks([restore(collection=collection_name, bucket=s3_bucket, backup_date="20190101")],
@@ -186,14 +187,24 @@ def test_qdrant_down_fails_cleanly(run_tasks, qdrant, s3, s3_bucket, collection_
     assert list(staging.iterdir()) == []
 
 
-@pytest.mark.parametrize("args,message", [
+BAD_PARAMETERS = [
     ({"backup_date": "2025-01-31"}, "backup_date must be YYYYMMDD, got '2025-01-31'"),
     ({"backup_date": "20250131", "key": "a/b"}, "parameters are mutually exclusive: key|backup_date"),
     ({"recover_via": "s3"}, "value of recover_via must be one of: upload, url"),
-])
+]
+_bad_parameter_results: list[dict] = []
+
+
+@pytest.mark.parametrize("args,message", BAD_PARAMETERS)
 def test_bad_parameters(run_tasks, qdrant, s3, s3_bucket, collection_name, args, message):
-    out = run_tasks([restore(collection=collection_name, bucket=s3_bucket, **args)], expect_failure=True,
-                    play=play(qdrant, s3)).result(0)
+    """Every case is a task of one play, made by the first of these tests (with its bucket) and read by all:
+    ignore_errors lets each task run and fail on its own; each case's result must be its own failure."""
+    if not _bad_parameter_results:
+        tasks = [dict(restore(collection=collection_name, bucket=s3_bucket, **case), ignore_errors=True)
+                 for case, _ in BAD_PARAMETERS]
+        _bad_parameter_results.extend(run_tasks(tasks, play=play(qdrant, s3)).results)
+    out = _bad_parameter_results[BAD_PARAMETERS.index((args, message))]
+    assert out.get("failed") is True, out
     assert message in out["msg"]
 
 

@@ -31,13 +31,16 @@ def test_present_absent_and_listing(run_tasks, qdrant, collection_name, seeded):
     assert checked["diff"]["after"]["snapshots"] == ["(new snapshot)"]
     assert seeded.snapshots(collection_name) == [], "check mode created a snapshot"
 
-    created = run_tasks([task(collection=collection_name)], diff=True, play=defaults).result(0)
+    # one play: the snapshot (--diff), then the listing (no diff, a read: the snapshots stay as created)
+    created_then_listed = run_tasks([task(collection=collection_name),
+                                     {"aegis.rag.qdrant_collection_info": {"name": collection_name}, "diff": False}],
+                                    diff=True, play=defaults)
+    created, listed = created_then_listed.result(0), created_then_listed.result(1)
     snap = created["snapshot"]
     assert created["changed"] is True and snap["name"].startswith(collection_name)
     assert len(snap["checksum"]) == 64 and snap["size"] > 0
     assert seeded.snapshots(collection_name) == [snap["name"]]
 
-    listed = run_tasks([{"aegis.rag.qdrant_collection_info": {"name": collection_name}}], play=defaults).result(0)
     assert listed["changed"] is False and listed["collections"][0]["snapshots"] == [snap]
 
     absent = [task(collection=collection_name, state="absent", snapshot_name=snap["name"])]
@@ -46,9 +49,9 @@ def test_present_absent_and_listing(run_tasks, qdrant, collection_name, seeded):
     assert checked["diff"] == {"before": {"snapshots": [snap["name"]]}, "after": {"snapshots": []}}
     assert seeded.snapshots(collection_name) == [snap["name"]], "check mode deleted the snapshot"
 
-    deleted = run_tasks(absent, play=defaults).result(0)
+    deleted_twice = run_tasks(absent + absent, play=defaults)  # one play: the deletion, then the same task again
+    deleted, again = deleted_twice.result(0), deleted_twice.result(1)
     assert deleted["changed"] is True and seeded.snapshots(collection_name) == []
-    again = run_tasks(absent, play=defaults).result(0)
     assert again["changed"] is False and again["deleted"] == []
 
 
@@ -61,12 +64,15 @@ def test_prune_keeps_newest(run_tasks, qdrant, collection_name, seeded):
     assert checked["changed"] is True and checked["deleted"] == names[:2]
     assert seeded.snapshots(collection_name) == sorted(names), "check mode pruned"
 
-    pruned = run_tasks(prune, play=defaults).result(0)
+    # one play: the prune, the same prune again, then max_age alone (none of the last two deletes anything)
+    pruned_again_young = run_tasks(prune + prune + [task(collection=collection_name, state="prune", max_age="1d")],
+                                   play=defaults)
+    pruned = pruned_again_young.result(0)
     assert pruned["deleted"] == names[:2] and seeded.snapshots(collection_name) == sorted(names[2:])
-    assert run_tasks(prune, play=defaults).result(0)["changed"] is False
+    assert pruned_again_young.result(1)["changed"] is False
 
     # max_age alone: all current snapshots are younger than a day, so nothing goes ...
-    young = run_tasks([task(collection=collection_name, state="prune", max_age="1d")], play=defaults).result(0)
+    young = pruned_again_young.result(2)
     assert young["changed"] is False
     # ... and with a 1 s age limit and keep_last 1, only the newest stays
     time.sleep(1.1)
@@ -85,12 +91,14 @@ def test_download_verified_atomic_idempotent(run_tasks, qdrant, collection_name,
     checked = run_tasks(download, check=True, diff=True, play=defaults).result(0)
     assert checked["changed"] is True and list(dest_dir.iterdir()) == []
 
-    got = run_tasks(download, diff=True, play=defaults).result(0)
+    # one play: the download (--diff), then the same task again (no diff) finding the file in place
+    got_twice = run_tasks(download + [dict(download[0], diff=False)], diff=True, play=defaults)
+    got = got_twice.result(0)
     path = dest_dir / snap["name"]
     assert got["changed"] is True and got["dest"] == str(path)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == snap["checksum"] == got["sha256"]
     assert [p.name for p in dest_dir.iterdir()] == [snap["name"]], "a partial file was left behind"
-    assert run_tasks(download, play=defaults).result(0)["changed"] is False
+    assert got_twice.result(1)["changed"] is False
 
     path.write_bytes(b"damaged")
     repaired = run_tasks(download, diff=True, play=defaults).result(0)
@@ -156,15 +164,25 @@ def test_s3_upload_to_missing_bucket_fails_cleanly(run_tasks, qdrant, s3, collec
     assert list(staging.iterdir()) == [], "the staged snapshot was left behind"
 
 
-@pytest.mark.parametrize("args,message", [
+BAD_PARAMETERS = [
     ({"state": "prune", "max_age": "7 years"}, "invalid duration '7 years'"),
     ({"state": "prune", "keep_last": -1}, "keep_last must be 0 or more"),
     ({"state": "absent"}, "state is absent but all of the following are missing: snapshot_name"),
     ({"state": "s3_upload"}, "state is s3_upload but all of the following are missing: bucket"),
     ({"state": "list"}, "value of state must be one of: present, absent, prune, download, s3_upload"),
-])
+]
+_bad_parameter_results: list[dict] = []
+
+
+@pytest.mark.parametrize("args,message", BAD_PARAMETERS)
 def test_bad_parameters(run_tasks, qdrant, collection_name, seeded, args, message):
-    out = run_tasks([task(collection=collection_name, **args)], expect_failure=True, play=play(qdrant)).result(0)
+    """Every case is a task of one play, made by the first of these tests (on its seeded collection) and read by
+    all: ignore_errors lets each task run and fail on its own; each case's result must be its own failure."""
+    if not _bad_parameter_results:
+        tasks = [dict(task(collection=collection_name, **case), ignore_errors=True) for case, _ in BAD_PARAMETERS]
+        _bad_parameter_results.extend(run_tasks(tasks, play=play(qdrant)).results)
+    out = _bad_parameter_results[BAD_PARAMETERS.index((args, message))]
+    assert out.get("failed") is True, out
     assert message in out["msg"]
 
 

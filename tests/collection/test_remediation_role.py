@@ -35,7 +35,7 @@ RULEBOOK_ALERTS = ["AegisServiceDown", "AegisAPIHighErrorRate", "OllamaModelGene
 
 RENDER = """\
 - name: Render aegis.rag.remediation's files from its preflight
-  hosts: localhost
+  hosts: %s
   gather_facts: false
   tasks:
     - name: Preflight of the role
@@ -49,7 +49,8 @@ RENDER = """\
         dest: "{{ out }}/{{ item }}"
         mode: "0600"
       loop: %s
-""" % json.dumps(list(TEMPLATES.values()))
+"""
+TEMPLATE_NAMES = json.dumps(list(TEMPLATES.values()))
 
 
 def playbook_env(tmp_path: Path) -> dict:
@@ -79,7 +80,7 @@ def run_render(tmp_path: Path, variables: dict) -> tuple[subprocess.CompletedPro
     out = tmp_path / "rendered"
     out.mkdir(exist_ok=True)
     play = tmp_path / "render.yml"
-    play.write_text(RENDER)
+    play.write_text(RENDER % ("localhost", TEMPLATE_NAMES))
     extra = tmp_path / "extra.json"
     # no become: the preflight's stat tasks run as the test's user (connection variables beat the keyword)
     extra.write_text(json.dumps({**variables, "out": str(out), "role_templates": str(ROLE / "templates"),
@@ -98,10 +99,69 @@ def render(tmp_path: Path, **overrides) -> dict[str, str]:
     return files
 
 
-def refusal(tmp_path: Path, **overrides) -> str:
-    proc, _ = run_render(tmp_path, site(tmp_path, **overrides))
-    assert proc.returncode != 0, "the preflight accepted it:\n" + proc.stdout[-3000:]
-    return " ".join((proc.stdout + proc.stderr).split())
+class Site:
+    """A site of the module's batch (`sites`): its folder (what tmp_path is to a test rendering alone), whether
+    its host failed, the messages of its results and the files rendered for it."""
+
+    def __init__(self, folder: Path, failed: bool, messages: str, files: dict[str, str], output: str) -> None:
+        self.dir, self.failed, self.messages, self.files, self.output = folder, failed, messages, files, output
+
+    def rendered(self) -> dict[str, str]:
+        """As render(): the preflight accepted the site and the three files were rendered."""
+        assert not self.failed and set(self.files) == set(TEMPLATES), self.messages + self.output[-6000:]
+        return self.files
+
+    def refusal(self) -> str:
+        """The preflight's refusal, whitespace collapsed."""
+        assert self.failed, "the preflight accepted it:\n" + self.messages
+        return " ".join(self.messages.split())
+
+
+def _messages(result: dict) -> list[str]:
+    found = [str(result["msg"])] if "msg" in result else []
+    for item in result.get("results", []) if isinstance(result.get("results"), list) else []:
+        found += _messages(item) if isinstance(item, dict) else []
+    return found
+
+
+def render_sites(base: Path, cases: dict) -> dict[str, Site]:
+    """Every case (name -> overrides(folder), which may prepare the folder first) rendered by ONE ansible-playbook
+    run: one inventory host per case (local connection) whose host variables are the case's site() variables, so
+    each host runs the role's preflight and templates with its own values; a refused case fails its host only. Per
+    host, the messages of its results and its files come back as render() and refusal() of a run of its own."""
+    hosts = {}
+    for name, overrides in cases.items():
+        folder = base / name
+        folder.mkdir()
+        out = folder / "rendered"
+        variables = site(folder, **overrides(folder))
+        out.mkdir()
+        # no become: the preflight's stat tasks run as the test's user (connection variables beat the keyword)
+        hosts[name] = {**variables, "out": str(out), "role_templates": str(ROLE / "templates"),
+                       "ansible_become": False, "ansible_connection": "local",
+                       "ansible_python_interpreter": str(VENV_BIN / "python")}
+    (base / "sites.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    (base / "render.yml").write_text(RENDER % ("all", TEMPLATE_NAMES))
+    proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(base / "sites.yml"), str(base / "render.yml")],
+                          cwd=base, env={**playbook_env(base), "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"},
+                          capture_output=True, text=True, timeout=900, check=False)
+    output = proc.stdout[-6000:] + proc.stderr[-3000:]
+    start = proc.stdout.find("{")
+    assert start >= 0, output
+    data = json.loads(proc.stdout[start:])
+    messages: dict[str, list[str]] = {name: [] for name in cases}
+    for play in data.get("plays", []):
+        for task in play.get("tasks", []):
+            for name, result in task.get("hosts", {}).items():
+                messages[name] += _messages(result)
+    sites = {}
+    for name in cases:
+        stats = data.get("stats", {}).get(name)
+        failed = stats is None or stats.get("failures", 0) > 0 or stats.get("unreachable", 0) > 0
+        out = base / name / "rendered"
+        files = {key: (out / file).read_text() for key, file in TEMPLATES.items() if (out / file).exists()}
+        sites[name] = Site(base / name, failed, "\n".join(messages[name]), files, output)
+    return sites
 
 
 def unit_of(text: str) -> dict[str, list[str]]:
@@ -118,10 +178,85 @@ def environment_of(unit: dict[str, list[str]]) -> dict[str, str]:
     return dict(value.split("=", 1) for value in unit.get("Environment", []))
 
 
-# -- the rendered files ----------------------------------------------------------------------------------
+# -- the rendered files and the preflight's refusals: every case below is a site of one batch (`sites`) -----------
 
-def test_the_unit_is_hardened_and_runs_the_rulebook_with_the_roles_files(tmp_path):
-    files = render(tmp_path, remediation_java_home="/usr/lib/jvm/java-17-openjdk-amd64")
+REFUSALS = [
+    ({"remediation_listen_host": "0.0.0.0", "remediation_token": ""},
+     "remediation_token is empty but the webhook listens on 0.0.0.0 (remediation_listen_host), not loopback"),
+    ({"remediation_token": "two words"}, "remediation_token must be a bearer token"),
+    ({"remediation_escalation_webhook_token": "a\nb"}, "remediation_escalation_webhook_token must be a bearer token"),
+    ({"remediation_port": 70000}, "remediation_port must be a TCP port (1-65535), not 70000"),
+    ({"remediation_max_attempts": 0}, "remediation_max_attempts must be 1 or more"),
+    ({"remediation_suggest_only": "AegisServiceDown"},
+     "remediation_suggest_only takes a list of alert names or \"*\", not AegisServiceDown"),
+    ({"remediation_suggest_only": ["Aegis Down"]}, "remediation_suggest_only takes a list of alert names"),
+    ({"remediation_runbooks": [{"alert": "AegisServiceDown", "runbook": "x.y.z"}]},
+     "each entry of remediation_runbooks needs alert, runbook and tier"),
+    ({"remediation_state_dir": "var/lib/aegis"}, "remediation_state_dir must be an absolute path without spaces"),
+    ({"remediation_report_dir": "/var/lib/my reports"}, "remediation_report_dir must be an absolute path without"),
+    ({"remediation_rulebook": "aegis_remediation"}, "remediation_rulebook is a collection name"),
+    ({"remediation_escalation_webhook_url": "oncall.example"}, "remediation_escalation_webhook_url must be an http(s)"),
+    ({"remediation_state": "running"}, "remediation_state must be present or absent, not running"),
+]
+RUNBOOKS = [{"alert": "AegisServiceDown", "labels": {"service": "ollama"}, "runbook": "site.fix_ollama",
+             "tier": "ollama", "extra_vars": {"restart": True}}]
+
+
+def java_arch_site(folder: Path) -> dict:
+    project = folder / "project"
+    (project / "inventories" / "site").mkdir(parents=True)
+    (project / "ansible.cfg").write_text("[defaults]\n")
+    return {"remediation_project_dir": str(project), "remediation_inventory": "inventories/site",
+            "remediation_vault_password_file": "", "remediation_rulebook": str(folder / "hosts.yml")}
+
+
+def systemd_site(folder: Path) -> dict:
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+    for name in ("state", "reports", "config"):
+        (folder / name).mkdir()
+    return {"remediation_user": user, "remediation_java_home": java_home() or "/usr"}
+
+
+def no_rulebook_site(folder: Path) -> dict:
+    venv = folder / "venv" / "bin"
+    venv.mkdir(parents=True)
+    for name in ("ansible-playbook", "ansible-galaxy"):
+        (venv / name).symlink_to(VENV_BIN / name)
+    return {"remediation_ansible_rulebook": str(venv / "ansible-rulebook")}
+
+
+# name -> overrides of site() for the case's folder (made first, empty; the function may prepare it)
+CASES = {
+    "hardened": lambda folder: {"remediation_java_home": "/usr/lib/jvm/java-17-openjdk-amd64"},
+    "java_arch": java_arch_site,
+    # site()'s own values (remediation_state_dir: <folder>/state): read by two tests
+    "defaults": lambda folder: {},
+    "vars_set": lambda folder: {
+        "remediation_listen_host": "0.0.0.0", "remediation_port": "5151", "remediation_enabled": "no",
+        "remediation_suggest_only": ["*"], "remediation_max_attempts": 3, "remediation_runbooks": RUNBOOKS,
+        "remediation_escalation_webhook_url": "https://oncall.example/hook"},
+    "env_tokens": lambda folder: {"remediation_escalation_webhook_token": "hook-token"},
+    "env_no_token": lambda folder: {"remediation_token": ""},
+    "systemd": systemd_site,
+    "loopback_ip": lambda folder: {"remediation_listen_host": "127.0.0.1", "remediation_token": ""},
+    "loopback_name": lambda folder: {"remediation_listen_host": "localhost", "remediation_token": ""},
+    "stop_drain": lambda folder: {"remediation_runbook_timeout": 60},
+    **{f"refusal{i}": (lambda folder, overrides=overrides: overrides) for i, (overrides, _) in enumerate(REFUSALS)},
+    "no_rulebook": no_rulebook_site,
+    "no_inventory": lambda folder: {"remediation_inventory": str(folder / "nowhere.yml"),
+                                    "remediation_vault_password_file": str(folder / "no-vault")},
+}
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory) -> dict[str, Site]:
+    """Every case rendered once, by a single ansible-playbook run; the tests only read their sites' results."""
+    return render_sites(tmp_path_factory.mktemp("sites"), CASES)
+
+
+def test_the_unit_is_hardened_and_runs_the_rulebook_with_the_roles_files(sites):
+    tmp_path = sites["hardened"].dir
+    files = sites["hardened"].rendered()
     unit = unit_of(files["unit"])
     single = {key: values[-1] for key, values in unit.items()}
     assert single["Type"] == "simple"
@@ -147,10 +282,10 @@ def test_the_unit_is_hardened_and_runs_the_rulebook_with_the_roles_files(tmp_pat
     assert TOKEN not in files["unit"] and TOKEN not in files["vars"]
 
 
-def test_a_start_clears_the_tier_locks_the_last_stop_left(tmp_path):
+def test_a_start_clears_the_tier_locks_the_last_stop_left(sites):
     """systemd kills every dispatcher with the service: their tier locks would keep the tiers busy (runs nothing)."""
-    state = tmp_path / "state"
-    unit = unit_of(render(tmp_path, remediation_state_dir=str(state))["unit"])
+    state = sites["defaults"].dir / "state"  # remediation_state_dir of the site; nothing made it yet
+    unit = unit_of(sites["defaults"].rendered()["unit"])
     (command,) = unit["ExecStartPre"]
     state.mkdir()
     for name in ("tier-aegis_api.lock", "tier-qdrant.lock", "state.json", "decisions.jsonl"):
@@ -159,12 +294,12 @@ def test_a_start_clears_the_tier_locks_the_last_stop_left(tmp_path):
     assert sorted(p.name for p in state.iterdir()) == ["decisions.jsonl", "state.json"]
 
 
-def test_a_stop_waits_for_the_runbooks_in_flight_and_not_for_stale_locks(tmp_path):
+def test_a_stop_waits_for_the_runbooks_in_flight_and_not_for_stale_locks(sites):
     """A runbook killed half-way leaves what it undid undone (an API host drained): a stop waits until the tier
     locks of the runs in flight are released; a lock older than the stale limit (runbook timeout + 600 s) does not
     hold it; systemd's own limit is the runbook timeout + 60 s."""
-    state = tmp_path / "state"
-    unit = unit_of(render(tmp_path, remediation_state_dir=str(state), remediation_runbook_timeout=60)["unit"])
+    state = sites["stop_drain"].dir / "state"  # remediation_state_dir of the site; nothing made it yet
+    unit = unit_of(sites["stop_drain"].rendered()["unit"])
     (command,) = unit["ExecStop"]
     assert unit["TimeoutStopSec"] == ["120"]
     state.mkdir()
@@ -183,13 +318,11 @@ def test_a_stop_waits_for_the_runbooks_in_flight_and_not_for_stale_locks(tmp_pat
     assert time.monotonic() - started < 2
 
 
-def test_the_java_home_follows_the_hosts_architecture_and_the_inventory_the_project(tmp_path):
+def test_the_java_home_follows_the_hosts_architecture_and_the_inventory_the_project(sites):
+    tmp_path = sites["java_arch"].dir
     project = tmp_path / "project"
-    (project / "inventories" / "site").mkdir(parents=True)
-    (project / "ansible.cfg").write_text("[defaults]\n")
     arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=True).stdout.strip()
-    files = render(tmp_path, remediation_project_dir=str(project), remediation_inventory="inventories/site",
-                   remediation_vault_password_file="", remediation_rulebook=str(tmp_path / "hosts.yml"))
+    files = sites["java_arch"].rendered()
     unit = unit_of(files["unit"])
     env = environment_of(unit)
     assert env["JAVA_HOME"] == f"/usr/lib/jvm/java-17-openjdk-{arch}"
@@ -199,41 +332,35 @@ def test_the_java_home_follows_the_hosts_architecture_and_the_inventory_the_proj
     assert command[command.index("--rulebook") + 1] == str(tmp_path / "hosts.yml")
 
 
-def test_the_variables_file_holds_the_rulebooks_and_the_dispatchers_variables(tmp_path):
-    files = render(tmp_path)
+def test_the_variables_file_holds_the_rulebooks_and_the_dispatchers_variables(sites):
+    tmp_path = sites["defaults"].dir
+    files = sites["defaults"].rendered()
     assert yaml.safe_load(files["vars"]) == {
         "aegis_remediation_listen_host": "127.0.0.1", "aegis_remediation_port": 5050,
         "aegis_remediation_enabled": True, "aegis_remediation_state_dir": str(tmp_path / "state"),
         "aegis_report_dir": str(tmp_path / "reports"), "aegis_remediation_suggest_only": [],
         "aegis_remediation_max_attempts": 2, "aegis_remediation_window": 3600,
         "aegis_remediation_runbook_timeout": 1800, "aegis_remediation_webhook_url": ""}
-    runbooks = [{"alert": "AegisServiceDown", "labels": {"service": "ollama"}, "runbook": "site.fix_ollama",
-                 "tier": "ollama", "extra_vars": {"restart": True}}]
-    files = render(tmp_path, remediation_listen_host="0.0.0.0", remediation_port="5151", remediation_enabled="no",
-                   remediation_suggest_only=["*"], remediation_max_attempts=3, remediation_runbooks=runbooks,
-                   remediation_escalation_webhook_url="https://oncall.example/hook")
+    files = sites["vars_set"].rendered()
     variables = yaml.safe_load(files["vars"])
     assert (variables["aegis_remediation_listen_host"], variables["aegis_remediation_port"]) == ("0.0.0.0", 5151)
     assert variables["aegis_remediation_enabled"] is False and variables["aegis_remediation_suggest_only"] == ["*"]
-    assert variables["aegis_remediation_max_attempts"] == 3 and variables["aegis_remediation_runbooks"] == runbooks
+    assert variables["aegis_remediation_max_attempts"] == 3 and variables["aegis_remediation_runbooks"] == RUNBOOKS
     assert variables["aegis_remediation_webhook_url"] == "https://oncall.example/hook"
 
 
-def test_the_environment_file_holds_the_tokens(tmp_path):
-    files = render(tmp_path, remediation_escalation_webhook_token="hook-token")
+def test_the_environment_file_holds_the_tokens(sites):
+    files = sites["env_tokens"].rendered()
     lines = [line for line in files["env"].splitlines() if line and not line.startswith("#")]
     assert lines == [f"aegis_remediation_token={TOKEN}", "AEGIS_REMEDIATION_WEBHOOK_TOKEN=hook-token"]
-    assert render(tmp_path, remediation_token="")["env"].count("aegis_remediation_token=\n") == 1
+    assert sites["env_no_token"].rendered()["env"].count("aegis_remediation_token=\n") == 1
 
 
-def test_the_unit_passes_systemd_analyze_verify(tmp_path):
+def test_the_unit_passes_systemd_analyze_verify(sites):
     if subprocess.run(["systemd-analyze", "--version"], capture_output=True, check=False).returncode != 0:
         pytest.skip("no systemd-analyze")
-    user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
-    (tmp_path / "state").mkdir()
-    (tmp_path / "reports").mkdir()
-    (tmp_path / "config").mkdir()
-    files = render(tmp_path, remediation_user=user, remediation_java_home=java_home() or "/usr")
+    tmp_path = sites["systemd"].dir  # its state, reports and config folders were made before the render
+    files = sites["systemd"].rendered()
     (tmp_path / "config" / "remediation.env").write_text(files["env"])
     unit = tmp_path / "aegis-remediation.service"
     unit.write_text(files["unit"])
@@ -245,46 +372,26 @@ def test_the_unit_passes_systemd_analyze_verify(tmp_path):
 
 # -- the preflight refuses ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("overrides, expected", [
-    ({"remediation_listen_host": "0.0.0.0", "remediation_token": ""},
-     "remediation_token is empty but the webhook listens on 0.0.0.0 (remediation_listen_host), not loopback"),
-    ({"remediation_token": "two words"}, "remediation_token must be a bearer token"),
-    ({"remediation_escalation_webhook_token": "a\nb"}, "remediation_escalation_webhook_token must be a bearer token"),
-    ({"remediation_port": 70000}, "remediation_port must be a TCP port (1-65535), not 70000"),
-    ({"remediation_max_attempts": 0}, "remediation_max_attempts must be 1 or more"),
-    ({"remediation_suggest_only": "AegisServiceDown"},
-     "remediation_suggest_only takes a list of alert names or \"*\", not AegisServiceDown"),
-    ({"remediation_suggest_only": ["Aegis Down"]}, "remediation_suggest_only takes a list of alert names"),
-    ({"remediation_runbooks": [{"alert": "AegisServiceDown", "runbook": "x.y.z"}]},
-     "each entry of remediation_runbooks needs alert, runbook and tier"),
-    ({"remediation_state_dir": "var/lib/aegis"}, "remediation_state_dir must be an absolute path without spaces"),
-    ({"remediation_report_dir": "/var/lib/my reports"}, "remediation_report_dir must be an absolute path without"),
-    ({"remediation_rulebook": "aegis_remediation"}, "remediation_rulebook is a collection name"),
-    ({"remediation_escalation_webhook_url": "oncall.example"}, "remediation_escalation_webhook_url must be an http(s)"),
-    ({"remediation_state": "running"}, "remediation_state must be present or absent, not running"),
-])
-def test_the_preflight_refuses_with_a_clear_message(tmp_path, overrides, expected):
-    assert expected in refusal(tmp_path, **overrides)
+@pytest.mark.parametrize("overrides, expected", REFUSALS)
+def test_the_preflight_refuses_with_a_clear_message(sites, overrides, expected):
+    assert expected in sites[f"refusal{REFUSALS.index((overrides, expected))}"].refusal()
 
 
-def test_a_loopback_webhook_needs_no_token(tmp_path):
-    assert render(tmp_path, remediation_listen_host="127.0.0.1", remediation_token="")["unit"]
-    assert render(tmp_path, remediation_listen_host="localhost", remediation_token="")["unit"]
+def test_a_loopback_webhook_needs_no_token(sites):
+    assert sites["loopback_ip"].rendered()["unit"]
+    assert sites["loopback_name"].rendered()["unit"]
 
 
-def test_the_preflight_names_a_missing_ansible_rulebook_and_how_to_install_it(tmp_path):
-    venv = tmp_path / "venv" / "bin"
-    venv.mkdir(parents=True)
-    for name in ("ansible-playbook", "ansible-galaxy"):
-        (venv / name).symlink_to(VENV_BIN / name)
-    message = refusal(tmp_path, remediation_ansible_rulebook=str(venv / "ansible-rulebook"))
+def test_the_preflight_names_a_missing_ansible_rulebook_and_how_to_install_it(sites):
+    venv = sites["no_rulebook"].dir / "venv" / "bin"
+    message = sites["no_rulebook"].refusal()
     assert f"but {venv / 'ansible-rulebook'} is not there (or not executable)" in message
     assert f"{venv}/pip install 'ansible-core' 'ansible-rulebook>=1.3.2,<1.4'" in message
 
 
-def test_the_preflight_names_a_missing_project_inventory_and_vault_file(tmp_path):
-    message = refusal(tmp_path, remediation_inventory=str(tmp_path / "nowhere.yml"),
-                      remediation_vault_password_file=str(tmp_path / "no-vault"))
+def test_the_preflight_names_a_missing_project_inventory_and_vault_file(sites):
+    tmp_path = sites["no_inventory"].dir
+    message = sites["no_inventory"].refusal()
     assert f"the inventory {tmp_path / 'nowhere.yml'}, the vault password file {tmp_path / 'no-vault'} missing" \
         in message
 
