@@ -302,6 +302,17 @@ def s3(stack_workdir, _session_cleanup) -> S3Service:
 @pytest.fixture
 def s3_bucket(s3) -> str:
     """A fresh, empty bucket, emptied and removed after the test."""
+    yield from _bucket(s3)
+
+
+@pytest.fixture(scope="module")
+def s3_module_bucket(s3) -> str:
+    """s3_bucket for a module-scoped fixture: emptied and removed at the end of the test module."""
+    yield from _bucket(s3)
+
+
+def _bucket(s3: S3Service):
+    """The body of s3_bucket: yields a fresh bucket's name, empties and removes it when resumed."""
     client = s3.client()
     name = f"aegis-test-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=name)
@@ -374,6 +385,17 @@ def _flags(options: dict[str, Any]) -> tuple[str, ...]:
 @pytest.fixture
 def start_double(tmp_path):
     """Factory: start_double(kind, **options) -> an extra double of that kind, stopped at test end."""
+    yield from _double_starter(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def start_module_double(tmp_path_factory):
+    """start_double for a module-scoped fixture: the doubles are stopped at the end of the test module."""
+    yield from _double_starter(tmp_path_factory.mktemp("doubles"))
+
+
+def _double_starter(tmp_path: Path):
+    """The body of start_double: yields the factory, stops what it started when resumed."""
     started: list[Service] = []
 
     def start(kind: str, **options: Any) -> Service:

@@ -47,6 +47,11 @@ def run_playbook(tmp_path, qdrant, s3):
     api_hosts, the inventory has no qdrant group. api_hosts are in the `aegis_api` group with
     aegis_runbook_api_url set to their URL.
     The S3 connection and the Qdrant api key are passed as the playbooks' variables."""
+    return playbook_runner(tmp_path, qdrant, s3)
+
+
+def playbook_runner(tmp_path: Path, qdrant, s3):
+    """The `run` of run_playbook, its runs under tmp_path (also for a fixture of a wider scope than a test's)."""
     counter = {"n": 0}
 
     def run(name: str, hosts: dict | None = None, check: bool = False, diff: bool = True,

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.collection.qdrant_helpers import Rest
+from tests.runbooks.conftest import playbook_runner
 
 pytestmark = pytest.mark.slow
 
@@ -21,18 +22,31 @@ API_KEY = "emergency-recovery-test-key"
 COLLECTION = "aegis_docs_v2"
 
 
-@pytest.fixture
-def fleet(tmp_path, local_embedder, start_double, run_playbook, s3_bucket):
-    """A Qdrant double, an Aegis API on it with one document, and a backup of today in S3."""
+def make_fleet(data_dir, local_embedder, start_double, run_playbook, bucket):
+    """A Qdrant double, an Aegis API on it with one document, and a backup of today in S3 (a fixture's body)."""
     from tests.collection.aegis_app import AegisServer
 
     qdrant = start_double("qdrant")
-    server = AegisServer(tmp_path / "aegis-data", embedder=local_embedder, api_keys=[API_KEY],
+    server = AegisServer(data_dir, embedder=local_embedder, api_keys=[API_KEY],
                          qdrant_url=qdrant.url, collection=COLLECTION).start()
     server.add_document(headers={"Authorization": f"Bearer {API_KEY}"})
-    run_playbook("backup", hosts={"qdrant-a": qdrant}, aegis_backup_s3_bucket=s3_bucket)
+    run_playbook("backup", hosts={"qdrant-a": qdrant}, aegis_backup_s3_bucket=bucket)
     yield server, qdrant, Rest(qdrant)
     server.stop()
+
+
+@pytest.fixture
+def fleet(tmp_path, local_embedder, start_double, run_playbook, s3_bucket):
+    """make_fleet for one test (the restore wipes and restores it), its backup in s3_bucket."""
+    yield from make_fleet(tmp_path / "aegis-data", local_embedder, start_double, run_playbook, s3_bucket)
+
+
+@pytest.fixture(scope="module")
+def unchanged_fleet(tmp_path_factory, local_embedder, start_module_double, qdrant, s3, s3_module_bucket):
+    """make_fleet for the tests that only read it (they fail before anything is touched, and assert so), its
+    backup in s3_module_bucket."""
+    yield from make_fleet(tmp_path_factory.mktemp("aegis-data"), local_embedder, start_module_double,
+                          playbook_runner(tmp_path_factory.mktemp("backup"), qdrant, s3), s3_module_bucket)
 
 
 def recover(run_playbook, server, qdrant, bucket, date, **kwargs):
@@ -93,8 +107,9 @@ def test_wiped_collection_is_restored_after_a_safety_snapshot(run_playbook, flee
     assert API_KEY not in out.stdout and API_KEY not in out.markdown
 
 
-def test_missing_backups_fail_before_anything_is_touched(run_playbook, fleet, s3, s3_bucket):
-    server, qdrant, rest = fleet
+def test_missing_backups_fail_before_anything_is_touched(run_playbook, unchanged_fleet, s3, s3_module_bucket):
+    server, qdrant, rest = unchanged_fleet
+    s3_bucket = s3_module_bucket
     before_points, before_keys = rest.points(COLLECTION), s3_keys(s3, s3_bucket)
     before_snapshots = rest.snapshots(COLLECTION)
     out = recover(run_playbook, server, qdrant, s3_bucket, "20000101", expect_failure=True)
@@ -111,8 +126,9 @@ def test_missing_backups_fail_before_anything_is_touched(run_playbook, fleet, s3
     assert "emergency_recovery failed" in out.stdout
 
 
-def test_backup_date_is_required(run_playbook, fleet, s3_bucket):
-    server, qdrant, _ = fleet
+def test_backup_date_is_required(run_playbook, unchanged_fleet, s3_module_bucket):
+    server, qdrant, _ = unchanged_fleet
+    s3_bucket = s3_module_bucket
     out = run_playbook("emergency_recovery", hosts={"qdrant-a": qdrant}, api_hosts={"api-a": server.url},
                        aegis_backup_s3_bucket=s3_bucket, expect_failure=True)
     assert "set backup_date=YYYYMMDD" in out.host("qdrant-a")["summary"]
