@@ -117,6 +117,19 @@ def diagnosis(lb, since: int, limit: str) -> str:
             f"aegis-remediation's journal:\n{journal[-8000:]}")
 
 
+def assert_every_api_host_in_the_pool(fleet, lb) -> None:
+    """No API host held out of the load balancer's pool (admin maint or drain), else what the service ran for it:
+    its decisions and the outcome records of its runs, with the runbook's output (the unit's stop waits for the
+    runs in flight, so none is still going after a role run restarted it)."""
+    for name in hosts_of("aegis_api"):
+        server = fleet.lb_server(name)
+        if server["admin"] != "ready":
+            outcomes = [{key: r.get(key) for key in ("alert", "runbook", "generated_at", "outcome", "stdout_tail")}
+                        for r in records(lb, f"{REPORTS}/remediation-outcome-*.json", 0) if r.get("limit") == name]
+            raise AssertionError(f"{name} held out of the pool: {server}\noutcomes: {json.dumps(outcomes)[-6000:]}\n"
+                                 f"{diagnosis(lb, 0, name)}")
+
+
 # Ollama stopped on its host: tests/fleet/test_game_day.py (the game day's runbooks mode)
 GAME_DAY_FAULTS = ["api_unit_stopped", "model_deleted", "qdrant_stopped"]
 
@@ -171,6 +184,7 @@ def test_a_fault_no_runbook_repairs_escalates_after_the_attempts_and_runs_nothin
     lb, target = fleet.host(SCHEDULER), fleet.host(UNREPAIRABLE)
     address = fleet.address(UNREPAIRABLE)
     attempts = V["remediation_max_attempts"]
+    assert_every_api_host_in_the_pool(fleet, lb)  # what an earlier test's faults left (seen: fleet-api-2 in maint)
     fleet.wait_ready()
     since = epoch(lb)
     try:
