@@ -26,6 +26,12 @@ if (( ${#missing[@]} )); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Molecule's test hosts (podman and the cached Debian base image; a second run does nothing), built beside the
+# Python install below: debootstrap waits on the network while pip compiles.
+testhosts_pid=""
+if (( dev )); then scripts/testhosts.sh & testhosts_pid=$!; fi
+trap wait EXIT  # a failure below still lets it finish, never half-way
+
 python=${PYTHON:-python3}
 "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required" >&2; exit 1; }
 [[ -x .venv/bin/python ]] || { log "creating .venv"; "$python" -m venv .venv; }
@@ -41,11 +47,14 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   # torch first and alone: the pinned CPU build, never the multi-GB CUDA one.
   pip install -q "torch==2.13.0"
   # llama.cpp is compiled here (~6 min once). Portable AVX2 build: a -march=native build picks up
-  # AMX on some virtual CPUs that cannot use it and crashes in the first decode.
-  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" \
+  # AMX on some virtual CPUs that cannot use it and crashes in the first decode. Text only: no multimodal
+  # library (LLAVA_BUILD), which only llama-cpp-python's vision chat handlers load.
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF" \
     pip install -q -e ".${extras}"
   echo "$want" > "$stamp"
 fi
-# Molecule's test hosts: podman and the cached Debian base image (a second run does nothing).
-(( dev )) && scripts/testhosts.sh
+if [[ -n "$testhosts_pid" ]] && ! wait "$testhosts_pid"; then
+  echo "scripts/testhosts.sh failed (its output above)" >&2
+  exit 1
+fi
 log "ready: .venv/bin/aegis-rag"
