@@ -9,12 +9,17 @@ restart of the units (the tiers are only waited for: "no unit"). The lead's Mole
 from __future__ import annotations
 
 import datetime as dt
+import re
+import socket
+import sys
 
 import httpx
 import pytest
+import yaml
 
+from tests.collection.conftest import COLLECTION_ROOT, VENV_BIN
 from tests.collection.qdrant_helpers import Rest
-from tests.runbooks.conftest import playbook_runner
+from tests.runbooks.conftest import playbook_runner, run_ansible
 
 pytestmark = pytest.mark.slow
 
@@ -132,3 +137,27 @@ def test_backup_date_is_required(run_playbook, unchanged_fleet, s3_module_bucket
     out = run_playbook("emergency_recovery", hosts={"qdrant-a": qdrant}, api_hosts={"api-a": server.url},
                        aegis_backup_s3_bucket=s3_bucket, expect_failure=True)
     assert "set backup_date=YYYYMMDD" in out.host("qdrant-a")["summary"]
+
+
+def test_the_wait_for_a_hanging_tier_ends_at_its_deadline(tmp_path):
+    """A tier that accepts connections and never answers: each attempt takes the uri timeout (10 s), so a wait of
+    8 s (4 retries) made 4 attempts, 46 s, without a deadline; with it, the attempt that crosses the 8 s is the last,
+    and the task still fails."""
+    hanging = socket.create_server(("127.0.0.1", 0))  # listens, never accepts: the kernel completes the connects
+    tasks = COLLECTION_ROOT / "playbooks" / "tasks" / "emergency_restart.yml"
+    play = [{"hosts": "localhost", "gather_facts": False, "tasks": [{
+        "name": "Restart one tier", "ansible.builtin.include_tasks": str(tasks),
+        "vars": {"_er_item": {"tier": "api", "host": "localhost"}, "_er_units": {"api": "aegis-test-no-such-unit"},
+                 "_er_ready_urls": {"api": f"http://127.0.0.1:{hanging.getsockname()[1]}/ready"},
+                 "_er_ready_timeout": 8, "_er_delegate": "localhost", "_er_actions": []}}]}]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
+    try:
+        out = run_ansible([str(VENV_BIN / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
+                           str(tmp_path / "play.yml")], tmp_path, tmp_path / "reports", "none", expect_failure=True)
+    finally:
+        hanging.close()
+    wait = out.stdout.split("TASK [Wait for the tier to answer on localhost]")[1]
+    assert "fatal: [localhost]: FAILED!" in wait, out.describe()
+    assert re.findall(r'"attempts": (\d+)', wait) == ["1"], out.describe()
