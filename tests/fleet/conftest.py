@@ -105,6 +105,15 @@ class Fleet:
                 time.sleep(1)
 
 
+def assert_release_contents(host, folder: str) -> None:
+    """An installed release of aegis.rag.aegis_api: a virtualenv and the model, neither torch nor wheels, a marker."""
+    assert host.file(f"{folder}/venv/bin/aegis-rag").exists, folder
+    assert host.file(f"{folder}/model/all-MiniLM-L6-v2.onnx").exists and host.file(f"{folder}/model/tokenizer.json").exists
+    assert not host.file(f"{folder}/wheels").exists, folder
+    assert not host.file(f"{folder}/venv/lib/python3.11/site-packages/torch").exists, folder
+    assert len(host.file(f"{folder}/.aegis-release").content_string.strip()) == 64, folder
+
+
 # GET (or POST with a body, or another method) with the host's python3 (the hosts have no curl); headers as
 # "Name=value,Name=value"; prints "<status> <body>", status 0 when nothing answered.
 HTTP = ("python3 -c 'import sys, urllib.request as u, urllib.error as e\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from tests.fleet.conftest import FLEET_TEST, SCENARIO, VARS, hosts_of, http
+from tests.fleet.conftest import FLEET_TEST, SCENARIO, VARS, assert_release_contents, hosts_of, http
 
 pytestmark = FLEET_TEST
 QDRANT_KEY = VARS["all"]["fleet_qdrant_api_key"]
@@ -19,8 +19,8 @@ def test_an_api_host_stopped_unannounced_fails_no_request_and_raises_its_alert(f
 
 
 def test_a_rolling_upgrade_and_a_rollback_fail_no_request(fleet):
-    """deploy_api.yml to release 2 takes a snapshot first; rollback_api.yml returns to release 1 (converge.yml's),
-    keeping both."""
+    """deploy_api.yml to release 2 takes a snapshot first and prunes an older release (one kept besides `current` and
+    `previous`); rollback_api.yml returns to release 1 (converge.yml's), keeping both; the running API is release 1's."""
     try:
         fleet.playbook(SCENARIO / "upgrade_rollback.yml", timeout_s=1500)
     except BaseException:
@@ -37,4 +37,9 @@ def test_a_rolling_upgrade_and_a_rollback_fail_no_request(fleet):
         assert api.file("/opt/aegis/current").linked_to == f"/opt/aegis/releases/{first}"
         assert api.file("/opt/aegis/previous").linked_to == f"/opt/aegis/releases/{second}"
         releases = api.check_output("ls /opt/aegis/releases").split()
-        assert {first, second} <= set(releases), (name, releases)  # pruning: molecule/aegis_api
+        assert sorted(releases) == sorted([first, second]), (name, releases)  # 0.1.0-fleet0, planted, went
+        for release in releases:
+            assert_release_contents(api, f"/opt/aegis/releases/{release}")
+        pid = api.check_output("systemctl show --property=MainPID --value aegis-api")
+        maps = api.check_output(f"runuser -u aegis -- cat /proc/{pid}/maps")  # root here lacks CAP_SYS_PTRACE
+        assert f"/opt/aegis/releases/{first}/venv/" in maps and f"/opt/aegis/releases/{second}/" not in maps, name
