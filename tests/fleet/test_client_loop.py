@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from tests.fleet.conftest import FLEET_TEST, SCENARIO, VARS, assert_release_contents, hosts_of, http
+from tests.fleet.conftest import FLEET_TEST, SCENARIO, VARS, assert_release_contents, hosts_of, http, recap
 
 pytestmark = FLEET_TEST
 QDRANT_KEY = VARS["all"]["fleet_qdrant_api_key"]
@@ -20,7 +20,8 @@ def test_an_api_host_stopped_unannounced_fails_no_request_and_raises_its_alert(f
 
 def test_a_rolling_upgrade_and_a_rollback_fail_no_request(fleet):
     """deploy_api.yml to release 2 takes a snapshot first and prunes an older release (one kept besides `current` and
-    `previous`); rollback_api.yml returns to release 1 (converge.yml's), keeping both; the running API is release 1's."""
+    `previous`); rollback_api.yml returns to release 1 (converge.yml's), keeping both; the running API is release 1's;
+    then site.yml would change nothing in the API's configuration (a change there restarts every API host at once)."""
     try:
         fleet.playbook(SCENARIO / "upgrade_rollback.yml", timeout_s=1500)
     except BaseException:
@@ -43,3 +44,5 @@ def test_a_rolling_upgrade_and_a_rollback_fail_no_request(fleet):
         pid = api.check_output("systemctl show --property=MainPID --value aegis-api")
         maps = api.check_output(f"runuser -u aegis -- cat /proc/{pid}/maps")  # root here lacks CAP_SYS_PTRACE
         assert f"/opt/aegis/releases/{first}/venv/" in maps and f"/opt/aegis/releases/{second}/" not in maps, name
+    check = fleet.playbook("playbooks/site.yml", "--check", "--diff", "--tags=aegis_api_configure")
+    assert all(counts["changed"] == 0 for counts in recap(check).values()), check[-6000:]
