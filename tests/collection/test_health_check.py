@@ -53,6 +53,9 @@ def test_everything_healthy(run_tasks, full_stack):
     assert "mode extractive" in checks["aegis_chat"]["detail"]
     assert "required present: deepseek-r1:7b, nomic-embed-text" in checks["ollama_tags"]["detail"]
     assert all(c["latency_ms"] >= 0 for c in checks.values())
+    assert checks["aegis_health"]["http_status"] == checks["aegis_ready"]["http_status"] == 200
+    assert {d["name"] for d in checks["aegis_ready"]["dependencies"]} == {"vector_store", "embedder", "llm", "cache"}
+    assert "http_status" not in checks["qdrant_ready"] and "dependencies" not in checks["aegis_chat"]
 
 
 def test_check_mode_runs_the_read_only_probes(run_tasks, full_stack):
@@ -132,6 +135,7 @@ class _ChatStub(BaseHTTPRequestHandler):
     """An Aegis look-alike whose /chat reply shape is set per test (for edge cases the real app never sends)."""
 
     reply: object = None
+    gets: dict = {}  # path -> (status, body) of a GET; others answer 200 {"status": "ok"}
 
     def log_message(self, *args):
         pass
@@ -145,7 +149,7 @@ class _ChatStub(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self):
-        self._send(200, {"status": "ok"})
+        self._send(*type(self).gets.get(self.path, (200, {"status": "ok"})))
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -154,7 +158,7 @@ class _ChatStub(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def chat_stub():
-    handler = type("Stub", (_ChatStub,), {})
+    handler = type("Stub", (_ChatStub,), {"gets": {}})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield handler, f"http://127.0.0.1:{server.server_address[1]}"
@@ -174,6 +178,26 @@ def test_chat_reply_shapes(run_tasks, chat_stub, reply, status, fragment):
                                     fail_on_failure=False)], python=SYSTEM_PYTHON).result("health")
     chat = by_name(result)["aegis_chat"]
     assert chat["status"] == status and fragment in chat["detail"]
+
+
+def test_the_api_s_checks_return_the_http_status_and_ready_s_dependencies(run_tasks, chat_stub, closed_port_url):
+    """What a runbook reads instead of re-parsing /ready: the status of each answer and the dependencies by name."""
+    handler, url = chat_stub
+    handler.gets["/ready"] = (503, {"status": "not ready", "checks": {
+        "vector_store": {"status": "failed", "required": True, "latency_ms": 2.5, "detail": "refused " * 60},
+        "llm": {"status": "ok", "required": False, "latency_ms": 1.0}, "cache": "not a mapping"}})
+    tasks = [health_task(aegis={"url": api, "checks": ["health", "ready"]}, fail_on_failure=False)
+             for api in (url, closed_port_url)]
+    play = run_tasks(tasks, python=SYSTEM_PYTHON)
+    answered, nothing = by_name(play.result(0)), by_name(play.result(1))
+    assert (answered["aegis_health"]["status"], answered["aegis_health"]["http_status"]) == ("ok", 200)
+    ready = answered["aegis_ready"]
+    assert (ready["status"], ready["http_status"]) == ("failed", 503) and "vector_store (refused" in ready["detail"]
+    assert ready["dependencies"] == [
+        {"name": "llm", "status": "ok", "required": False, "latency_ms": 1.0, "detail": ""},
+        {"name": "vector_store", "status": "failed", "required": True, "latency_ms": 2.5, "detail": ("refused " * 60)[:300]}]
+    assert [(c["status"], c["http_status"]) for c in nothing.values()] == [("failed", None), ("failed", None)]
+    assert nothing["aegis_ready"]["dependencies"] == []
 
 
 @pytest.mark.parametrize("options,fragment", [

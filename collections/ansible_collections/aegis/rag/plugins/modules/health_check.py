@@ -241,6 +241,33 @@ checks:
     url:
       description: The URL probed.
       type: str
+    http_status:
+      description:
+        - The HTTP status of the answer; V(null) when none came (refused, timed out).
+        - Returned by C(aegis_health) and C(aegis_ready) only.
+      type: int
+    dependencies:
+      description:
+        - The dependencies the API's C(/ready) reported, by name; empty when it gave none (down, or not JSON).
+        - Returned by C(aegis_ready) only.
+      type: list
+      elements: dict
+      contains:
+        name:
+          description: The dependency (V(vector_store), V(embedder), V(llm), V(cache)).
+          type: str
+        status:
+          description: Its status as the API reported it (V(ok), V(failed), ...).
+          type: str
+        required:
+          description: Whether the API needs it to be ready.
+          type: bool
+        latency_ms:
+          description: The API's probe time of it.
+          type: float
+        detail:
+          description: The API's detail on it, at most 300 characters.
+          type: str
   sample:
     - name: aegis_health
       status: ok
@@ -248,6 +275,7 @@ checks:
       detail: "status ok"
       required: true
       url: http://127.0.0.1:8910/health
+      http_status: 200
     - name: ollama_tags
       status: failed
       latency_ms: 5000.0
@@ -282,18 +310,25 @@ JOIN_GRACE_S = 0.2  # a check's thread may take this long past its timeout befor
 
 
 class CheckFailed(Exception):
-    pass
+    """A failed check; `fields` are returned with it (see Check's `returns`)."""
+
+    def __init__(self, msg, **fields):
+        super(CheckFailed, self).__init__(msg)
+        self.fields = fields
 
 
 class Check:
-    """One probe: `probe()` returns (status, detail) or raises CheckFailed / HttpError."""
+    """One probe: `probe()` returns (status, detail) or (status, detail, fields), or raises CheckFailed / HttpError.
+    `returns`: the extra fields this check always reports, with their values when no answer came; a probe's fields
+    (or an HttpError's http_status) fill them in."""
 
-    def __init__(self, name, url, timeout, required, probe):
+    def __init__(self, name, url, timeout, required, probe, returns=None):
         self.name = name
         self.url = url
         self.timeout = timeout
         self.required = required
         self.probe = probe
+        self.returns = dict(returns or {})
         self.outcome = None
         self._lock = threading.Lock()
         self._thread = None
@@ -308,20 +343,23 @@ class Check:
 
     def _run(self):
         t0 = time.monotonic()
+        fields = {}
         try:
-            status, detail = self.probe()
+            outcome = self.probe()
+            status, detail = outcome[:2]
+            fields = outcome[2] if len(outcome) > 2 else {}
         except CheckFailed as exc:
-            status, detail = FAILED, str(exc)
+            status, detail, fields = FAILED, str(exc), exc.fields
         except HttpError as exc:
-            status, detail = FAILED, exc.msg
+            status, detail, fields = FAILED, exc.msg, {"http_status": exc.status}
         except Exception as exc:  # a probe reports; it never takes the module down
             status, detail = FAILED, "%s: %s" % (type(exc).__name__, exc)
-        self._settle(status, detail, (time.monotonic() - t0) * 1000)
+        self._settle(status, detail, (time.monotonic() - t0) * 1000, fields)
 
-    def _settle(self, status, detail, latency_ms):
+    def _settle(self, status, detail, latency_ms, fields=None):
         with self._lock:
             if self.outcome is None:  # the first word wins: a late thread cannot undo a timeout
-                self.outcome = (status, detail, latency_ms)
+                self.outcome = (status, detail, latency_ms, fields or {})
 
     def wait(self):
         """Join until this check's own deadline, never longer; a hung probe is reported as timed out."""
@@ -332,11 +370,14 @@ class Check:
         self._settle(FAILED, "no answer within %ss" % self.timeout, self.timeout * 1000)
 
     def report(self):
-        status, detail, latency_ms = self.outcome
+        status, detail, latency_ms, fields = self.outcome
         if status == FAILED and not self.required:
             status = WARNING
-        return {"name": self.name, "status": status, "latency_ms": round(latency_ms, 1), "detail": detail,
-                "required": self.required, "url": self.url}
+        report = {"name": self.name, "status": status, "latency_ms": round(latency_ms, 1), "detail": detail,
+                  "required": self.required, "url": self.url}
+        report.update(self.returns)
+        report.update((key, value) for key, value in fields.items() if key in self.returns)
+        return report
 
 
 def run_checks(checks):
@@ -349,37 +390,49 @@ def run_checks(checks):
 
 def skipped(name, url, detail):
     check = Check(name, url, 0, False, None)
-    check.outcome = (SKIPPED, detail, 0.0)
+    check.outcome = (SKIPPED, detail, 0.0, {})
     return check
 
 
 # -- probes
 
-def _json(resp):
+def _json(resp, **fields):
     try:
         return resp.json()
     except HttpError as exc:
-        raise CheckFailed("%s: %s" % (exc.msg, exc.body_excerpt)) from exc
+        raise CheckFailed("%s: %s" % (exc.msg, exc.body_excerpt), **fields) from exc
 
 
 def aegis_health(client):
-    body = _json(client.get("/health"))
+    resp = client.get("/health")
+    body = _json(resp, http_status=resp.status)
     if not isinstance(body, dict) or body.get("status") != "ok":
-        raise CheckFailed("unexpected reply: %s" % excerpt(str(body), 200))
-    return OK, "status ok"
+        raise CheckFailed("unexpected reply: %s" % excerpt(str(body), 200), http_status=resp.status)
+    return OK, "status ok", {"http_status": resp.status}
+
+
+def ready_dependencies(body):
+    """The dependencies of an answer of /ready, by name: status, required (default true), latency, detail."""
+    checks = body.get("checks") if isinstance(body, dict) else None
+    if not isinstance(checks, dict):
+        return []
+    return [{"name": str(name), "status": str(dep.get("status", "unknown")), "required": bool(dep.get("required", True)),
+             "latency_ms": dep.get("latency_ms"), "detail": str(dep.get("detail") or "")[:300]}
+            for name, dep in sorted(checks.items()) if isinstance(dep, dict)]
 
 
 def aegis_ready(client):
     resp = client.get("/ready", expect=(200, 503))
-    body = _json(resp)
-    deps = body.get("checks", {}) if isinstance(body, dict) else {}
-    broken = ["%s (%s)" % (name, dep.get("detail") or dep.get("status")) for name, dep in sorted(deps.items())
-              if isinstance(dep, dict) and dep.get("status") != "ok"]
+    body = _json(resp, http_status=resp.status)
+    fields = {"http_status": resp.status, "dependencies": ready_dependencies(body)}
+    broken = ["%s (%s)" % (dep["name"], dep["detail"] or dep["status"]) for dep in fields["dependencies"]
+              if dep["status"] != "ok"]
     if resp.status == 503:
-        raise CheckFailed("not ready: %s" % ("; ".join(broken) or excerpt(resp.body, 200)))
+        raise CheckFailed("not ready: %s" % ("; ".join(broken) or excerpt(resp.body, 200)), **fields)
     if broken:
-        return WARNING, "ready; optional dependencies failing: %s" % "; ".join(broken)
-    return OK, "ready: %s" % ", ".join(sorted(deps)) if deps else "ready"
+        return WARNING, "ready; optional dependencies failing: %s" % "; ".join(broken), fields
+    names = ", ".join(dep["name"] for dep in fields["dependencies"])
+    return OK, ("ready: %s" % names) if names else "ready", fields
 
 
 def aegis_chat(client, question):
@@ -448,9 +501,11 @@ def build_checks(params):
         probes = {"health": lambda: aegis_health(api), "ready": lambda: aegis_ready(api),
                   "chat": lambda: aegis_chat(api, aegis["question"])}
         paths = {"health": "/health", "ready": "/ready", "chat": "/chat"}
+        returns = {"health": {"http_status": None}, "ready": {"http_status": None, "dependencies": []}}
         for name in ("health", "ready", "chat"):
             if name in aegis["checks"]:
-                checks.append(Check("aegis_" + name, api.url(paths[name]), t, aegis["required"], probes[name]))
+                checks.append(Check("aegis_" + name, api.url(paths[name]), t, aegis["required"], probes[name],
+                                    returns.get(name)))
 
     qdrant = params.get("qdrant")
     if qdrant:
