@@ -101,15 +101,21 @@ def test_ready_503_lists_what_is_not_ready(http_server):
     http_server.handler = lambda req: (503, {}, {"status": "not ready", "checks": {
         "vector_store": {"status": "failed", "detail": "connection refused", "required": True},
         "embedder": {"status": "ok", "required": True}}})
-    with pytest.raises(hc.CheckFailed, match="not ready: vector_store \\(connection refused\\)"):
+    with pytest.raises(hc.CheckFailed, match="not ready: vector_store \\(connection refused\\)") as failed:
         hc.aegis_ready(client(http_server))
+    assert failed.value.fields == {"http_status": 503, "dependencies": [
+        {"name": "embedder", "status": "ok", "required": True, "latency_ms": None, "detail": ""},
+        {"name": "vector_store", "status": "failed", "required": True, "latency_ms": None,
+         "detail": "connection refused"}]}
 
 
 def test_ready_with_a_failing_optional_dependency_is_a_warning(http_server):
     http_server.handler = lambda req: (200, {}, {"status": "ready", "checks": {
         "vector_store": {"status": "ok"}, "llm": {"status": "failed", "detail": "ollama down"}}})
-    status, detail = hc.aegis_ready(client(http_server))
+    status, detail, fields = hc.aegis_ready(client(http_server))
     assert status == hc.WARNING and "llm (ollama down)" in detail
+    assert fields["http_status"] == 200 and [d["name"] for d in fields["dependencies"]] == ["llm", "vector_store"]
+    assert fields["dependencies"][0]["required"] is True  # not said: required, as the runbook reads it
 
 
 @pytest.mark.parametrize("reply,status,fragment", [
