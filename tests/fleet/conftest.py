@@ -114,6 +114,12 @@ def assert_release_contents(host, folder: str) -> None:
     assert len(host.file(f"{folder}/.aegis-release").content_string.strip()) == 64, folder
 
 
+def read_as_service_user(host, path: str) -> str:
+    """A /proc file of the API's process, read as its user (the containers' root has no CAP_SYS_PTRACE); NULs as
+    newlines."""
+    return host.check_output(f"runuser -u aegis -- cat {path} | tr '\\0' '\\n'")
+
+
 # GET (or POST with a body, or another method) with the host's python3 (the hosts have no curl); headers as
 # "Name=value,Name=value"; prints "<status> <body>", status 0 when nothing answered.
 HTTP = ("python3 -c 'import sys, urllib.request as u, urllib.error as e\n"

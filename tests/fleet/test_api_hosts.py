@@ -5,7 +5,7 @@ rollback, and both releases' contents: test_client_loop.py."""
 
 from __future__ import annotations
 
-from tests.fleet.conftest import FLEET_TEST, VARS, assert_release_contents, hosts_of
+from tests.fleet.conftest import FLEET_TEST, VARS, assert_release_contents, hosts_of, read_as_service_user
 
 pytestmark = FLEET_TEST
 testinfra_hosts = [f"nsenter://{name}" for name in hosts_of("aegis_api")]
@@ -15,11 +15,6 @@ API_KEY = VARS["all"]["fleet_api_key"]
 def show(host, *properties: str) -> dict[str, str]:
     lines = host.check_output("systemctl show aegis-api " + " ".join(f"--property={p}" for p in properties))
     return dict(line.split("=", 1) for line in lines.splitlines())
-
-
-def read_as_service_user(host, path: str) -> str:
-    """/proc files of another user: the containers' root has no CAP_SYS_PTRACE."""
-    return host.check_output(f"runuser -u aegis -- cat {path} | tr '\\0' '\\n'")
 
 
 HARDENING = {"User": "aegis", "Group": "aegis", "NoNewPrivileges": "yes", "ProtectSystem": "strict",

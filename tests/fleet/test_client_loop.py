@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from tests.fleet.conftest import FLEET_TEST, SCENARIO, VARS, assert_release_contents, hosts_of, http, recap
+from tests.fleet.conftest import (FLEET_TEST, SCENARIO, VARS, assert_release_contents, hosts_of, http,
+                                  read_as_service_user, recap)
 
 pytestmark = FLEET_TEST
 QDRANT_KEY = VARS["all"]["fleet_qdrant_api_key"]
@@ -42,7 +43,7 @@ def test_a_rolling_upgrade_and_a_rollback_fail_no_request(fleet):
         for release in releases:
             assert_release_contents(api, f"/opt/aegis/releases/{release}")
         pid = api.check_output("systemctl show --property=MainPID --value aegis-api")
-        maps = api.check_output(f"runuser -u aegis -- cat /proc/{pid}/maps")  # root here lacks CAP_SYS_PTRACE
+        maps = read_as_service_user(api, f"/proc/{pid}/maps")
         assert f"/opt/aegis/releases/{first}/venv/" in maps and f"/opt/aegis/releases/{second}/" not in maps, name
     check = fleet.playbook("playbooks/site.yml", "--check", "--diff", "--tags=aegis_api_configure")
     assert all(counts["changed"] == 0 for counts in recap(check).values()), check[-6000:]
