@@ -145,4 +145,5 @@ def test_bundle_refuses_a_folder_it_cannot_write(tmp_path):
     target.write_text("")
     done = _bundle(target)
     assert done.returncode == 1
-    assert "aegis_rag.embeddings bundle:" in done.stderr
+    # refused before the export (half a minute), saying why
+    assert f"aegis_rag.embeddings bundle: {target} is not a folder" in done.stderr, done.stderr

@@ -367,6 +367,17 @@ def build_embedder(settings: Settings) -> Embedder:
     return JinaEmbedder(settings)
 
 
+def _writable_folder(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise OSError(f"{folder} is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"cannot make the folder {folder}: {exc.strerror}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OSError(f"cannot write into {folder}")
+
+
 def _main(argv: list[str]) -> int:
     """`python -m aegis_rag.embeddings export MODEL_DIR ONNX_PATH`: the child process of the first start.
     `python -m aegis_rag.embeddings bundle FOLDER`: an exported model for AEGIS_LOCAL_MODEL_DIR (needs torch)."""
@@ -377,6 +388,7 @@ def _main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "bundle":
         folder = Path(argv[1]).resolve()
         try:
+            _writable_folder(folder)  # before the export, which takes half a minute
             LocalEmbedder.bundled("onnx", folder).bundle(folder)
         except Exception as exc:
             print(f"aegis_rag.embeddings bundle: {exc}", file=sys.stderr)
