@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -222,16 +223,19 @@ def scenario_lock(scenario: str, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def run_molecule(scenario: str, timeout_s: float, command: str = "test") -> tuple[int | None, str]:
+def run_molecule(scenario: str, timeout_s: float, command: str = "test",
+                 cut_at: re.Pattern[str] | None = None) -> tuple[int | None, str]:
     """`molecule <command> -s scenario` from the repository root, under the scenario's lock and after a sweep();
-    (exit code, output), the code None when it timed out. Molecule runs in a session of its own: on timeout, or
-    when the test itself is interrupted (pytest-timeout, ^C), it is killed with every process it started (SIGTERM,
-    then SIGKILL) and `molecule destroy -s scenario` removes its hosts."""
+    (exit code, output), the code None when it was cut: at its timeout, or once its output matches `cut_at`.
+    Molecule runs in a session of its own: when cut, or when the test itself is interrupted (pytest-timeout, ^C),
+    it is killed with every process it started (SIGTERM, then SIGKILL) and `molecule destroy -s scenario` removes
+    its hosts."""
     with scenario_lock(scenario):
-        return _run_locked(scenario, timeout_s, command)
+        return _run_locked(scenario, timeout_s, command, cut_at)
 
 
-def _run_locked(scenario: str, timeout_s: float, command: str) -> tuple[int | None, str]:
+def _run_locked(scenario: str, timeout_s: float, command: str,
+                cut_at: re.Pattern[str] | None = None) -> tuple[int | None, str]:
     swept = sweep(scenario)
     env = molecule_env(scenario)
     with tempfile.TemporaryFile("w+") as out:  # a file, not a pipe: nothing that outlives the kill can hold it
@@ -241,12 +245,15 @@ def _run_locked(scenario: str, timeout_s: float, command: str) -> tuple[int | No
         proc = subprocess.Popen([str(VENV_BIN / "molecule"), command, "-s", scenario], cwd=ROOT, env=env,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)
-        finished = False
+        finished, deadline = False, time.monotonic() + timeout_s
         try:
-            proc.wait(timeout=timeout_s)
-            finished = True
-        except subprocess.TimeoutExpired:
-            pass
+            while not finished and time.monotonic() < deadline:
+                try:
+                    proc.wait(timeout=min(1.0, max(0.0, deadline - time.monotonic())) if cut_at else timeout_s)
+                    finished = True
+                except subprocess.TimeoutExpired:
+                    if cut_at and cut_at.search(_written(out)):
+                        break
         finally:
             if not finished:
                 _stop(proc, scenario, env, out)
@@ -255,6 +262,11 @@ def _run_locked(scenario: str, timeout_s: float, command: str) -> tuple[int | No
     if not finished:
         return None, output
     return proc.returncode, output
+
+
+def _written(out) -> str:
+    """What the run wrote so far (pread: the run shares the file's offset)."""
+    return os.pread(out.fileno(), os.fstat(out.fileno()).st_size, 0).decode(errors="replace")
 
 
 def _stop(proc: subprocess.Popen, scenario: str, env: dict[str, str], out) -> None:
@@ -272,7 +284,7 @@ def _stop(proc: subprocess.Popen, scenario: str, env: dict[str, str], out) -> No
     except ProcessLookupError:
         pass
     proc.wait(timeout=30)
-    out.write(f"\n--- killed after the timeout; molecule destroy -s {scenario}:\n")
+    out.write(f"\n--- cut: killed; molecule destroy -s {scenario}:\n")
     out.flush()
     subprocess.run([str(VENV_BIN / "molecule"), "destroy", "-s", scenario], cwd=ROOT, env=env,
                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, check=False, timeout=600)
