@@ -408,21 +408,21 @@ def assert_chart(run: Run, section: dict, faults: list[str]) -> None:
 
 @pytest.mark.slow
 def test_closed_loop_measures_each_repair_and_fails_on_the_fault_nothing_detects(tmp_path, stand_ins):
+    """A killed unit that heals itself, a bad setting the remediation stand-in repairs (as it would a stopped unit:
+    api_unit_stopped on the fleet, tests/fleet/test_self_healing.py), and a fault no alert watches."""
     world = stand_ins(remediate={"aegis-api"})
     run = game_day(tmp_path, world.inventory(), expect_failure=True, **FAST,
                    aegis_game_day_api_env_file=str(world.env_file),
-                   aegis_game_day_faults=["api_unit_stopped", "api_unit_killed", "api_bad_setting", "redis_stopped"])
+                   aegis_game_day_faults=["api_unit_killed", "api_bad_setting", "redis_stopped"])
     section, faults = section_of(run)
     assert section["status"] == "failed" and section["data"]["mode"] == "closed_loop"
     assert {name: f["outcome"] for name, f in faults.items()} == {
-        "api_unit_stopped": "repaired", "api_unit_killed": "self-healed", "api_bad_setting": "repaired",
-        "redis_stopped": "undetected"}
-    for name in ("api_unit_stopped", "api_bad_setting"):
-        fault = faults[name]
-        assert fault["host"] == "api-1" and fault["alert"] == "AegisServiceDown", fault
-        assert ALERT_FOR - 1.5 <= fault["seconds_to_detect"] <= ALERT_FOR + 10, fault
-        assert 0 < fault["seconds_to_repair"] <= FAST["aegis_game_day_repair_timeout"], fault
-        assert fault["firing"][0]["service"] == "aegis-api" and fault["undone_at"] is None
+        "api_unit_killed": "self-healed", "api_bad_setting": "repaired", "redis_stopped": "undetected"}
+    fault = faults["api_bad_setting"]
+    assert fault["host"] == "api-1" and fault["alert"] == "AegisServiceDown", fault
+    assert ALERT_FOR - 1.5 <= fault["seconds_to_detect"] <= ALERT_FOR + 10, fault
+    assert 0 < fault["seconds_to_repair"] <= FAST["aegis_game_day_repair_timeout"], fault
+    assert fault["firing"][0]["service"] == "aegis-api" and fault["undone_at"] is None
     # the second API host answered through the load balancer the whole time
     assert all(f["answered"] > 0 and f["failed_requests"] == 0 for f in faults.values()), faults
     healed = faults["api_unit_killed"]
@@ -434,12 +434,12 @@ def test_closed_loop_measures_each_repair_and_fails_on_the_fault_nothing_detects
     assert world.unit("data", "redis-server")["active"] and world.unit("api-1", "aegis-api")["active"]
     assert BAD_SETTING not in world.env_file.read_text()
     score = section["data"]["score"]
-    assert score["score"] == "3/4" and score["failed_faults"] == ["redis_stopped"]
+    assert score["score"] == "2/3" and score["failed_faults"] == ["redis_stopped"]
     assert score["median_detect_s"] is not None and score["median_repair_s"] is not None
-    assert "game day: 3/4 faults repaired; failed: redis_stopped on data: undetected" in run.stdout
+    assert "game day: 2/3 faults repaired; failed: redis_stopped on data: undetected" in run.stdout
     assert [t["title"] for t in section["tables"]] == ["Faults", "Score"]
-    assert "| api_unit_stopped | api-1 | AegisServiceDown |" in run.markdown
-    assert_chart(run, section, ["api_unit_stopped", "api_unit_killed", "api_bad_setting", "redis_stopped"])
+    assert "| api_bad_setting | api-1 | AegisServiceDown |" in run.markdown
+    assert_chart(run, section, ["api_unit_killed", "api_bad_setting", "redis_stopped"])
     assert API_KEY not in run.stdout and API_KEY not in run.markdown and API_KEY not in json.dumps(run.report)
 
 

@@ -2,7 +2,8 @@
 fleet's inventory, a variables file), S3 being a moto server started here on the podman bridge's gateway (the
 machine's address on the hosts' network), on a free port, stopped at the end:
 - backup uploads fleet-data's collections to qdrant/fleet-data/<collection>/<YYYYMMDD>/ with sha256 and point count;
-  restore_drill restores it into a scratch collection, finds it equal to the live one, drops it; live only read;
+  restore_drill restores it into a scratch collection, finds it equal to the live one ("match" in the reports),
+  drops it; live only read;
 - emergency_recovery for a day without backups stops at its first step, says how to continue, touches nothing
   (points, node snapshots, S3, the load balancer's pool, the units);
 - aegis_docs_v2 dropped through Qdrant's API: emergency_recovery drains every API host, restores the same points,
@@ -210,6 +211,9 @@ def test_the_backup_is_in_s3_and_the_restore_drill_matches_it_leaving_the_live_c
     drill = next(d for d in section["data"]["drills"] if d["collection"] == COLLECTION)
     assert drill["backup"] == backup.key and drill["differences"] == [] and drill["sample"] > 0, drill
     assert drill["backup_points"] == drill["restored_points"] == drill["live_points"] == len(backup.points), drill
+    assert rows(section)[COLLECTION]["result"] == "match", rows(section)
+    markdown = sorted((tmp_path / "restore_drill").glob("restore_drill-*.md"))[-1].read_text()
+    assert f"| {COLLECTION} |" in markdown and "| match |" in markdown, markdown
     assert f"dropped {COLLECTION}_restore_drill" in section["actions"]
     assert qdrant.status(f"{COLLECTION}_restore_drill") is None, "the scratch collection was left behind"
     assert qdrant.points() == backup.points
@@ -231,6 +235,7 @@ def test_a_day_without_backups_stops_before_touching_anything(
     assert "nothing was drained, restored or deleted" in data["summary"]
     assert local["actions"] == [] and local["data"]["drained"] == [], local
     assert f"-e backup_date={NO_BACKUP_DAY} -e aegis_emergency_start_at=drain" in local["data"]["continue"]
+    assert "continue with: ansible-playbook -i " in " ".join(local["findings"]), local["findings"]
     assert "emergency_recovery failed" in output
     assert state() == before
 

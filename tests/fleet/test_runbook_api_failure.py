@@ -5,10 +5,12 @@ Each test breaks one thing, runs the runbook, asserts the healed fleet and the r
 and restores what it broke even when it fails:
 - an API host left in maintenance on HAProxy while healthy: put back, and said so;
 - an invalid setting in an API host's environment file (the unit crash-loops): the journal's cause quoted, the
-  environment re-applied from aegis.rag.aegis_api, the host ready and back in the pool, no secret in the report;
+  environment re-applied from aegis.rag.aegis_api (the API key still in it, the release unchanged), the host ready
+  and back in the pool;
 - a broken release made current on one API host: rolled back to the fleet's release, `previous` not on the broken
-  one, every API host on one release;
-- Qdrant stopped on the data host: named as a dependency outage, no API host restarted, drained or rolled back."""
+  one, every API host on one release and in the pool;
+- Qdrant stopped on the data host: named as a dependency outage, no API host restarted, drained or rolled back.
+In none of them is a secret in the report, nor the API key in the output."""
 
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ RUNBOOK = "playbooks/runbook_api_failure.yml"
 LB = hosts_of("loadbalancer")[0]
 API = hosts_of("aegis_api")
 DATA = hosts_of("qdrant")[0]
-SECRETS = [VARS["all"]["fleet_api_key"], VARS["all"]["fleet_qdrant_api_key"], VARS["all"]["fleet_redis_password"]]
+API_KEY = VARS["all"]["fleet_api_key"]
+SECRETS = [API_KEY, VARS["all"]["fleet_qdrant_api_key"], VARS["all"]["fleet_redis_password"]]
 ENV_FILE = "/etc/aegis/aegis-api.env"
 RELEASES = "/opt/aegis/releases"
 READY = "http://127.0.0.1:8910/ready"
@@ -46,10 +49,11 @@ def run_runbook(fleet, tmp_path: Path, name: str, expect_failure: bool = False, 
     return output, report, sorted(reports.glob("runbook_api_failure-*.md"))[-1].read_text()
 
 
-def assert_no_secret(report: dict, markdown: str) -> None:
+def assert_no_secret(output: str, report: dict, markdown: str) -> None:
     text = json.dumps(report)
     for secret in SECRETS:
         assert secret not in text and secret not in markdown, "a secret is in the report"
+    assert API_KEY not in output, "the API key is in the output"
 
 
 def assert_no_change(output: str, report: dict) -> None:
@@ -120,7 +124,7 @@ def test_a_healthy_host_left_in_maintenance_is_put_back(fleet, tmp_path):
         assert all(report["hosts"][name]["status"] == "ok" for name in API if name != server), report["hosts"]
         assert recap(output)[server]["changed"] >= 1
         assert f"put back on the load balancers (it was maint on {LB})" in markdown
-        assert_no_secret(report, markdown)
+        assert_no_secret(output, report, markdown)
 
         assert_second_run_changes_nothing(fleet, tmp_path)
     finally:
@@ -131,6 +135,7 @@ def test_a_healthy_host_left_in_maintenance_is_put_back(fleet, tmp_path):
 def test_an_invalid_setting_is_quoted_and_the_role_s_environment_re_applied(fleet, tmp_path):
     name = API[0]
     api = fleet.host(name)
+    release = link(api, "current")
     try:
         # a busy access log: more lines than the runbook reads (aegis_runbook_api_journal_lines) before the crash
         api.check_output("python3 -c 'import urllib.request as u\nfor _ in range(80): u.urlopen(\"%s\").read()'"
@@ -154,11 +159,13 @@ def test_an_invalid_setting_is_quoted_and_the_role_s_environment_re_applied(flee
             f"re-apply the aegis_api role's {ENV_FILE} (only on the host: AEGIS_TOP_K), restart and wait for /ready",
             "put back on the load balancers once ready"], host["actions"]
         assert host["data"]["rolled_back"] is False and host["data"]["config"]["unexpected"] == ["AEGIS_TOP_K"]
+        assert link(api, "current") == release
         env = api.file(ENV_FILE)
         assert "AEGIS_TOP_K" not in env.content_string and env.mode == 0o600 and env.user == "root"
+        assert f'AEGIS_API_KEYS="{API_KEY}"' in env.content_string  # the role's file: the API key kept
         assert http(api, READY)[0] == 200 and unit(api)["ActiveState"] == "active"
         assert_in_pool(fleet, name)
-        assert_no_secret(report, markdown)
+        assert_no_secret(output, report, markdown)
 
         assert_second_run_changes_nothing(fleet, tmp_path)
     finally:
@@ -199,10 +206,13 @@ def test_a_broken_release_is_rolled_back_to_the_fleet_s_release(fleet, tmp_path)
         for other in API:  # every API host on one release, the broken one nowhere
             assert link(fleet.host(other), "current") == current, other
         assert link(api, "previous") == current  # not the broken release: a later rollback must not go back to it
-        assert set(report["hosts"][API[-1]]["data"]["releases"].values()) == {good}, report["hosts"][API[-1]]["data"]
+        assert host["data"]["release"]["after"] == {"current": current, "previous": current}, host["data"]["release"]
+        peer = report["hosts"][API[-1]]
+        assert peer["status"] == "ok" and set(peer["data"]["releases"].values()) == {good}, peer
         assert http(api, READY)[0] == 200
-        assert_in_pool(fleet, name)
-        assert_no_secret(report, markdown)
+        for server in API:
+            assert_in_pool(fleet, server)
+        assert_no_secret(output, report, markdown)
 
         assert_second_run_changes_nothing(fleet, tmp_path)
     finally:
@@ -232,8 +242,12 @@ def test_qdrant_down_is_named_and_no_api_host_is_restarted_or_rolled_back(fleet,
             for name in API:
                 host = report["hosts"][name]
                 assert host["status"] == "failed" and host["actions"] == [], (name, host)
+                assert host["data"]["diagnosis"]["state"] == "not ready", host["data"]["diagnosis"]
                 assert host["data"]["dependency_outage"] == ["vector_store"], host["data"]
                 assert "required dependency vector_store fails" in host["findings"], host["findings"]
+                assert any(f.startswith("vector_store fails on every API host") for f in host["findings"]), host
+                [row] = [r for r in host["tables"][0]["rows"] if r[0] == "dependency vector_store"]
+                assert row[1].startswith("failed: "), row
                 assert "see runbook_vector_db" in host["findings"], host["findings"]
                 assert "not repaired: vector_store fails on every API host" in host["summary"], host["summary"]
                 assert host["data"]["rolled_back"] is False and host["data"]["drained"] is False
@@ -243,7 +257,7 @@ def test_qdrant_down_is_named_and_no_api_host_is_restarted_or_rolled_back(fleet,
                 assert fleet.lb_server(name)["admin"] == "ready"  # HAProxy's checks take it out, not a drain
             assert "runbook_api_failure failed on" in output
             assert all(counts["changed"] == 0 for counts in recap(output).values()), recap(output)
-            assert_no_secret(report, markdown)
+            assert_no_secret(output, report, markdown)
     finally:
         data.run("systemctl start qdrant")
         deadline = time.monotonic() + 120

@@ -13,8 +13,8 @@ the runbook, asserts the healed fleet and the report, and restores what it broke
   figure, nothing repaired or restarted, changed=0 (so a second run has nothing to change either). This run leaves
   out the /chat check: at that pace the API's answer of some 65 tokens would take over half a minute per run;
 - the model deleted (/api/delete; the API answers degraded): pulled again (the same digest, from the stand-in's
-  offline registry) and preloaded, not restarted, /chat through the load balancer answers generated again; a second
-  run changes nothing.
+  offline registry) and preloaded, not restarted, /chat through the load balancer answers generated again, the
+  Ollama host's lack of a GPU (no nvidia-smi) reported, not failed; a second run changes nothing.
 In none of them is the API key in the report."""
 
 from __future__ import annotations
@@ -207,6 +207,7 @@ def test_a_deleted_model_is_pulled_again_preloaded_and_chat_generates_again(flee
         assert host["summary"].startswith(f"{MODEL}: pull {MODEL} (digest {digest[:12]}), {PRELOAD}; smoke "), host
         assert host["summary"].endswith("; /chat generated"), host["summary"]
         assert host["tables"][0]["rows"][1] == [f"{MODEL} installed (digest)", "no", digest[:12]]
+        assert host["tables"][1]["rows"][0][1].startswith("no GPU"), host["tables"][1]  # no nvidia-smi: not failed
         assert recap(output)[OLLAMA]["changed"] >= 1, recap(output)
         assert installed(fleet).get(MODEL) == digest and MODEL in loaded(fleet)
         assert main_pid(fleet) == pid  # Ollama answered: not restarted

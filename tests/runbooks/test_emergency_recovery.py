@@ -1,10 +1,11 @@
 """playbooks/emergency_recovery.yml against a Qdrant double, moto S3 and a real Aegis API (server mode, on that
 double) on loopback: the collection wiped after a backup is restored (a safety snapshot first), the tiers are
-waited for in order and the health check passes, /chat answers with sources again; a day without backups fails
-before anything is touched; check mode gives the plan only.
+waited for in order and the health check passes, /chat answers with sources again; check mode gives the plan only;
+a run without backup_date is refused.
 
 Untested here (no systemd, no HAProxy on the test host): the drain and enable on the load balancers and the
-restart of the units (the tiers are only waited for: "no unit"). The lead's Molecule fleet covers those."""
+restart of the units (the tiers are only waited for: "no unit"). The lead's Molecule fleet covers those, and a day
+without backups failing before anything is touched (tests/fleet/test_backup_recovery.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import yaml
 
 from tests.collection.conftest import COLLECTION_ROOT, VENV_BIN
 from tests.collection.qdrant_helpers import Rest
-from tests.runbooks.conftest import playbook_runner, run_ansible
+from tests.runbooks.conftest import run_ansible
 
 pytestmark = pytest.mark.slow
 
@@ -27,31 +28,18 @@ API_KEY = "emergency-recovery-test-key"
 COLLECTION = "aegis_docs_v2"
 
 
-def make_fleet(data_dir, local_embedder, start_double, run_playbook, bucket):
-    """A Qdrant double, an Aegis API on it with one document, and a backup of today in S3 (a fixture's body)."""
+@pytest.fixture
+def fleet(tmp_path, local_embedder, start_double, run_playbook, s3_bucket):
+    """A Qdrant double, an Aegis API on it with one document, and a backup of today in s3_bucket."""
     from tests.collection.aegis_app import AegisServer
 
     qdrant = start_double("qdrant")
-    server = AegisServer(data_dir, embedder=local_embedder, api_keys=[API_KEY],
+    server = AegisServer(tmp_path / "aegis-data", embedder=local_embedder, api_keys=[API_KEY],
                          qdrant_url=qdrant.url, collection=COLLECTION).start()
     server.add_document(headers={"Authorization": f"Bearer {API_KEY}"})
-    run_playbook("backup", hosts={"qdrant-a": qdrant}, aegis_backup_s3_bucket=bucket)
+    run_playbook("backup", hosts={"qdrant-a": qdrant}, aegis_backup_s3_bucket=s3_bucket)
     yield server, qdrant, Rest(qdrant)
     server.stop()
-
-
-@pytest.fixture
-def fleet(tmp_path, local_embedder, start_double, run_playbook, s3_bucket):
-    """make_fleet for one test (the restore wipes and restores it), its backup in s3_bucket."""
-    yield from make_fleet(tmp_path / "aegis-data", local_embedder, start_double, run_playbook, s3_bucket)
-
-
-@pytest.fixture(scope="module")
-def unchanged_fleet(tmp_path_factory, local_embedder, start_module_double, qdrant, s3, s3_module_bucket):
-    """make_fleet for the tests that only read it (they fail before anything is touched, and assert so), its
-    backup in s3_module_bucket."""
-    yield from make_fleet(tmp_path_factory.mktemp("aegis-data"), local_embedder, start_module_double,
-                          playbook_runner(tmp_path_factory.mktemp("backup"), qdrant, s3), s3_module_bucket)
 
 
 def recover(run_playbook, server, qdrant, bucket, date, **kwargs):
@@ -65,10 +53,6 @@ def sources(server) -> int:
                    headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60)
     r.raise_for_status()
     return len(r.json()["sources"])
-
-
-def s3_keys(s3, bucket) -> list[str]:
-    return sorted(o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket).get("Contents", []))
 
 
 def today() -> str:
@@ -112,29 +96,10 @@ def test_wiped_collection_is_restored_after_a_safety_snapshot(run_playbook, flee
     assert API_KEY not in out.stdout and API_KEY not in out.markdown
 
 
-def test_missing_backups_fail_before_anything_is_touched(run_playbook, unchanged_fleet, s3, s3_module_bucket):
-    server, qdrant, rest = unchanged_fleet
-    s3_bucket = s3_module_bucket
-    before_points, before_keys = rest.points(COLLECTION), s3_keys(s3, s3_bucket)
-    before_snapshots = rest.snapshots(COLLECTION)
-    out = recover(run_playbook, server, qdrant, s3_bucket, "20000101", expect_failure=True)
-    assert out.report["status"] == "failed"
-    summary = out.host("qdrant-a")["summary"]
-    assert summary.startswith("stopped at find: ") and "no backup of 20000101 under s3://" in summary
-    assert "nothing was drained, restored or deleted" in summary
-    fleet_section = out.host("localhost")
-    assert fleet_section["actions"] == []
-    assert ("continue with: ansible-playbook -i " in " ".join(fleet_section["findings"])
-            and "-e backup_date=20000101 -e aegis_emergency_start_at=drain" in fleet_section["data"]["continue"])
-    assert rest.points(COLLECTION) == before_points and rest.snapshots(COLLECTION) == before_snapshots
-    assert s3_keys(s3, s3_bucket) == before_keys
-    assert "emergency_recovery failed" in out.stdout
-
-
-def test_backup_date_is_required(run_playbook, unchanged_fleet, s3_module_bucket):
-    server, qdrant, _ = unchanged_fleet
-    s3_bucket = s3_module_bucket
-    out = run_playbook("emergency_recovery", hosts={"qdrant-a": qdrant}, api_hosts={"api-a": server.url},
+def test_backup_date_is_required(run_playbook, qdrant, s3_bucket):
+    """The settings are checked first, before any call: the session's Qdrant double and an API that does not
+    answer do."""
+    out = run_playbook("emergency_recovery", hosts={"qdrant-a": qdrant}, api_hosts={"api-a": "http://127.0.0.1:9"},
                        aegis_backup_s3_bucket=s3_bucket, expect_failure=True)
     assert "set backup_date=YYYYMMDD" in out.host("qdrant-a")["summary"]
 
