@@ -34,7 +34,6 @@ VARS = CONFIG["provisioner"]["inventory"]["group_vars"]
 CONVERGE_TIMEOUT_S = 1800
 # Every test of this folder: the fleet, and a timeout that covers a first converge (the first test waits for it).
 FLEET_TEST = [pytest.mark.slow, pytest.mark.usefixtures("fleet"), pytest.mark.timeout(CONVERGE_TIMEOUT_S + 900)]
-FLEET_NICE = -5  # prioritize_this_worker()
 LB_TOOL = "/usr/local/sbin/aegis-haproxy-server"  # the loadbalancer role's
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
 
@@ -167,21 +166,9 @@ def _molecule(command: str) -> None:
                    stdin=subprocess.DEVNULL, capture_output=True, check=False, timeout=600)
 
 
-def prioritize_this_worker() -> None:
-    """The fleet's tests are the longest chain of `make test` (one worker; the other runs the rest of the suite
-    beside them): this worker, and what it starts (Molecule, Ansible, the hosts' containers and their services),
-    runs at a higher CPU priority, so the rest fills the CPU the fleet leaves idle. Needs root, as rootful podman
-    does; without it, nothing changes."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, FLEET_NICE)
-    except PermissionError:
-        pass
-
-
 @pytest.fixture(scope="session")
 def fleet() -> Iterator[Fleet]:
     """The converged fleet, under the scenario's machine-wide lock for the whole session."""
-    prioritize_this_worker()
     ensure_test_hosts()
     reuse = os.environ.get("AEGIS_FLEET_REUSE") == "1"
     with scenario_lock("default"):
