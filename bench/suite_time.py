@@ -48,16 +48,16 @@ def report(after: Times, before: Times | None = None, slowest: int = 15) -> str:
         lines += ["| area | min |", "|---|---|"]
         lines += [f"| {name} | {seconds / 60:.1f} |" for name, seconds in sorted(areas.items(), key=lambda i: -i[1])]
     else:
-        shared = set(after) & set(before)
+        shared, before_areas = set(after) & set(before), by_area(before)
         now, then = by_area(after, shared), by_area(before, shared)
         total_now, total_then = sum(now.values()), sum(then.values())
         ratio = f"{total_now / total_then:.2f}" if total_then else "-"
         lines += [f"before: {sum(before.values()) / 60:.1f} min, {len(before)} tests; {len(shared)} in both, "
                   f"their time after / before: {ratio}", "",
                   "| area | min after | min before | after / before, tests in both |", "|---|---|---|---|"]
-        for name in sorted(set(areas) | set(by_area(before)), key=lambda n: -areas.get(n, 0)):
+        for name in sorted(set(areas) | set(before_areas), key=lambda n: -areas.get(n, 0)):
             ratio = f"{now[name] / then[name]:.2f}" if then.get(name) else "-"
-            lines.append(f"| {name} | {areas.get(name, 0) / 60:.1f} | {by_area(before).get(name, 0) / 60:.1f} "
+            lines.append(f"| {name} | {areas.get(name, 0) / 60:.1f} | {before_areas.get(name, 0) / 60:.1f} "
                          f"| {ratio} |")
     lines += ["", "| slowest tests | s |", "|---|---|"]
     for (classname, name), seconds in sorted(after.items(), key=lambda i: -i[1])[:slowest]:

@@ -247,13 +247,13 @@ def _run_locked(scenario: str, timeout_s: float, command: str,
                                 start_new_session=True)
         finished, deadline = False, time.monotonic() + timeout_s
         try:
-            while not finished and time.monotonic() < deadline:
+            # a look every second until it ends, its deadline passes or its output matches cut_at
+            while not finished and time.monotonic() < deadline and not (cut_at and cut_at.search(_written(out))):
                 try:
-                    proc.wait(timeout=min(1.0, max(0.0, deadline - time.monotonic())) if cut_at else timeout_s)
+                    proc.wait(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
                     finished = True
                 except subprocess.TimeoutExpired:
-                    if cut_at and cut_at.search(_written(out)):
-                        break
+                    pass
         finally:
             if not finished:
                 _stop(proc, scenario, env, out)
