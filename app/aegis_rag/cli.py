@@ -65,21 +65,25 @@ def settings_problem(exc: Exception) -> str:
 def serve_cmd(settings: Settings, args) -> int:
     import uvicorn
 
+    from .api import quiet_http_clients
+
+    quiet_http_clients()
+
     host = args.host or settings.host
     port = args.port or settings.port
     workers = args.workers or settings.workers
     if workers > 1 and settings.embedded:
         print("aegis-rag: embedded mode is one process; set AEGIS_QDRANT_URL to run several workers", file=sys.stderr)
         return 2
-    if workers > 1:  # shared metric files for all workers, wiped at each start
-        prom_dir = settings.data_dir / "prometheus-multiproc"
-        shutil.rmtree(prom_dir, ignore_errors=True)
-        prom_dir.mkdir(parents=True)
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom_dir)
+    if workers > 1:  # shared metric files and the serving workers' marks (api/recycle.py), wiped at each start
+        for shared in ("prometheus-multiproc", "serving-workers"):
+            shutil.rmtree(settings.data_dir / shared, ignore_errors=True)
+            (settings.data_dir / shared).mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(settings.data_dir / "prometheus-multiproc")
+        os.environ["AEGIS_WORKERS"] = str(workers)  # the workers' settings: they recycle one at a time
+    # uvicorn's own request limit would let every worker exit at once: the app recycles them (api/recycle.py).
     uvicorn.run("aegis_rag.api:app_factory", factory=True, host=host, port=port, workers=workers,
-                backlog=settings.backlog, timeout_keep_alive=settings.keep_alive_s,
-                limit_max_requests=settings.limit_max_requests if workers > 1 else None,
-                limit_max_requests_jitter=settings.limit_max_requests_jitter, log_level=settings.log_level,
+                backlog=settings.backlog, timeout_keep_alive=settings.keep_alive_s, log_level=settings.log_level,
                 timeout_graceful_shutdown=settings.shutdown_timeout_s)
     stop_resource_tracker()
     return 0

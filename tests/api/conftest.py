@@ -124,7 +124,7 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 90) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"serve exited: {proc.stderr.read().decode()[-2000:]}")
+            raise AssertionError(f"serve exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
         try:
             if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
                 return

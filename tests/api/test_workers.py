@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import httpx
 from prometheus_client import CollectorRegistry, multiprocess
@@ -95,3 +96,46 @@ def test_serve_with_workers_leaves_no_process_behind_when_it_stops(qdrant, ollam
                          text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.strip() == "[]", f"left behind: {run.stdout} (the resource tracker when not stopped)"
+
+
+def test_workers_past_their_request_limit_recycle_one_at_a_time(qdrant, ollama, collection_name, tmp_path):
+    """Two workers with a limit of 20 requests and no jitter reach it together under an even load: one recycles
+    while the other serves, never both (uvicorn's own limit let both exit at once, and the host answered nothing
+    until a new worker started: its load balancer marked it DOWN). Every request is answered."""
+    port = free_port()
+    env = dict(os.environ, AEGIS_DATA_DIR=str(tmp_path), AEGIS_PORT=str(port), AEGIS_WORKERS="2",
+               AEGIS_QDRANT_URL=qdrant.url, AEGIS_QDRANT_API_KEY=qdrant.api_key or "", AEGIS_COLLECTION=collection_name,
+               AEGIS_EMBEDDER="ollama", AEGIS_EMBED_MODEL="nomic-embed-text", AEGIS_OLLAMA_URL=ollama.url,
+               AEGIS_LIMIT_MAX_REQUESTS="20", AEGIS_LIMIT_MAX_REQUESTS_JITTER="0", AEGIS_LOG_LEVEL="info")
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "aegis_rag.cli", "serve"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc)
+        statuses = [httpx.post(f"{url}/chat", json={"question": f"question {i}"}, timeout=60).status_code
+                    for i in range(150)]  # a new connection each time, so both workers get some
+        deadline = time.monotonic() + 60  # the last recycled worker's replacement may still be starting
+        while _count(log, "Started server process") < 2 + _count(log, "recycles after") and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert statuses == [200] * 150
+    lines = log.read_text().splitlines()
+    # Workers serving, line by line: one more at each start, one less at each recycle; never none once both served.
+    serving, lowest, recycles = 0, 2, 0
+    for line in lines:
+        if "Application startup complete" in line:
+            serving += 1
+        elif "recycles after" in line:
+            recycles += 1
+            serving -= 1
+            lowest = min(lowest, serving)
+    assert recycles >= 2 and lowest >= 1, "\n".join(lines[-60:])
+    assert _count(log, "Started server process") == 2 + recycles, "\n".join(lines[-60:])  # each one replaced
+
+
+def _count(log, text: str) -> int:
+    return log.read_text().count(text)

@@ -23,6 +23,7 @@ from .body import DrainUnreadBody
 from .chat import chat_router
 from .documents import documents_router
 from .ingestion import Ingests
+from .recycle import CountRequests, Recycler
 from .schemas import InvalidInput, chat_request_model
 
 log = logging.getLogger("aegis_rag")
@@ -32,6 +33,8 @@ HTTP_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60)
 
 def create_app(settings: Settings | None = None, service: RagService | None = None) -> FastAPI:
     settings = settings or get_settings()
+
+    recycler = _recycler(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -43,7 +46,11 @@ def create_app(settings: Settings | None = None, service: RagService | None = No
             log.warning("starting without %s: %s", exc.dependency, exc.detail)
         except ConfigurationError as exc:  # e.g. embedding model mismatch: /ready and /chat carry the message
             log.error("the vector store cannot be used: %s", exc)
+        if recycler:
+            recycler.serving()
         yield
+        if recycler:
+            recycler.stopping()
         app.state.ingests.close()  # every running ingest was abandoned or has finished by now
         app.state.service.close()
 
@@ -63,6 +70,8 @@ def create_app(settings: Settings | None = None, service: RagService | None = No
     # slower request in +Inf, and histogram_quantile could never say more than 1 s.
     Instrumentator(should_group_status_codes=True, excluded_handlers=["/metrics"],
                    registry=app.state.http_registry).instrument(app, latency_lowr_buckets=HTTP_LATENCY_BUCKETS)
+    if recycler:
+        app.add_middleware(CountRequests, recycler=recycler)
     app.add_middleware(DrainUnreadBody)  # outermost: every refusal reaches its client
     _error_handlers(app)
     return app
@@ -154,6 +163,24 @@ def _replace_refs(node, old: str, new: str) -> None:
             _replace_refs(value, old, new)
 
 
+def _recycler(settings: Settings) -> Recycler | None:
+    """Several workers recycle one at a time (recycle.py); `aegis-rag serve` empties their folder at start."""
+    if settings.workers < 2 or not settings.limit_max_requests:
+        return None
+    return Recycler(settings.data_dir / "serving-workers", settings.limit_max_requests,
+                    settings.limit_max_requests_jitter)
+
+
 def app_factory() -> FastAPI:
-    """Entry point for uvicorn workers (`aegis_rag.api:app_factory`, factory=True)."""
+    """Entry point for uvicorn workers (`aegis_rag.api:app_factory`, factory=True). A worker of several is a new
+    process: it logs as `aegis-rag serve` does (else only warnings, without their source)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    quiet_http_clients()
     return create_app()
+
+
+def quiet_http_clients() -> None:
+    """The calls to Qdrant, Ollama and Jina are in the metrics: not a log line each."""
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
