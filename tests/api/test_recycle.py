@@ -1,5 +1,6 @@
-"""Worker recycling (aegis_rag/api/recycle.py): a worker past its request limit exits only while another worker of
-the host serves, so a host never stops answering because its workers reached the limit together."""
+"""Worker recycling (aegis_rag/api/recycle.py): a worker past its request limit exits only while every other worker
+of the host serves, so a host never stops answering, nor loses more than one worker, because its workers reached the
+limit together."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from aegis_rag.api.recycle import Recycler
 @pytest.fixture
 def live_pids() -> Iterator[list[int]]:
     """Pids of processes alive for the test (other workers of the host)."""
-    procs = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) for _ in range(3)]
+    procs = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) for _ in range(5)]
     yield [p.pid for p in procs]
     for p in procs:
         p.kill()
@@ -31,8 +32,8 @@ def clock(monkeypatch) -> list[float]:
     return now
 
 
-def worker(folder, pid, stops: list, limit: int = 3) -> Recycler:
-    w = Recycler(folder, limit, 0, stop=lambda: stops.append(pid), pid=pid)
+def worker(folder, pid, stops: list, limit: int = 3, workers: int = 2) -> Recycler:
+    w = Recycler(folder, limit, 0, workers, stop=lambda: stops.append(pid), pid=pid)
     w.serving()
     return w
 
@@ -57,6 +58,20 @@ def test_two_workers_past_their_limit_together_never_both_leave(tmp_path, live_p
     assert stops == [live_pids[0], live_pids[1]]
     second.request()
     assert stops == [live_pids[0], live_pids[1]]  # once
+
+
+def test_of_four_workers_past_their_limit_one_recycles_at_a_time(tmp_path, live_pids, clock):
+    stops: list[int] = []
+    four = [worker(tmp_path, pid, stops, workers=4) for pid in live_pids[:4]]
+    for _ in range(3):
+        for w in four:
+            w.request()
+    assert stops == [live_pids[0]]  # three still served: not the last one, but one at a time all the same
+    worker(tmp_path, live_pids[4], [], workers=4)  # its replacement serves
+    clock[0] += 1
+    for w in four[1:]:
+        w.request()
+    assert stops == [live_pids[0], live_pids[1]]
 
 
 def test_a_worker_below_its_limit_stays(tmp_path, live_pids, clock):
@@ -102,5 +117,5 @@ def test_a_missing_folder_leaves_the_worker_serving(tmp_path, live_pids, clock, 
 
 
 def test_the_jitter_adds_up_to_its_value():
-    limits = {Recycler(None, 100, 5).limit for _ in range(200)}
+    limits = {Recycler(None, 100, 5, 2).limit for _ in range(200)}
     assert limits <= set(range(100, 106)) and len(limits) > 1

@@ -168,7 +168,7 @@ def _recycler(settings: Settings) -> Recycler | None:
     if settings.workers < 2 or not settings.limit_max_requests:
         return None
     return Recycler(settings.data_dir / "serving-workers", settings.limit_max_requests,
-                    settings.limit_max_requests_jitter)
+                    settings.limit_max_requests_jitter, settings.workers)
 
 
 def app_factory() -> FastAPI:

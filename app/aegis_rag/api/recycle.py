@@ -3,8 +3,8 @@
 uvicorn's own limit lets every worker of a host exit at once: under an even load they reach it within seconds of
 each other (the jitter spreads 50 requests), and a new worker takes seconds to serve (18 s on a loaded test host).
 For that long the host answers nothing, its load balancer marks it DOWN, and during a rolling deploy, with the
-other host drained, every client gets a 503. Here a worker past its limit exits only while another worker of the
-host serves; otherwise it serves on and asks again a second later.
+other host drained, every client gets a 503. Here a worker past its limit exits only while every other worker of
+the host serves (one recycles at a time); otherwise it serves on and asks again a second later.
 
 The workers of a host share a folder (`aegis-rag serve` empties it at start): each serving worker holds a file named
 after its pid there; the choice to exit is made under a lock, so two workers past their limit never both go.
@@ -42,9 +42,10 @@ def _stop_this_worker() -> None:
 
 
 class Recycler:
-    def __init__(self, folder: Path, limit: int, jitter: int, *, stop: Callable[[], None] = _stop_this_worker,
-                 pid: int | None = None) -> None:
+    def __init__(self, folder: Path, limit: int, jitter: int, workers: int, *,
+                 stop: Callable[[], None] = _stop_this_worker, pid: int | None = None) -> None:
         self.folder = folder
+        self.workers = workers
         self.limit = limit + random.randint(0, jitter)
         self.requests = 0
         self.pid = pid or os.getpid()
@@ -67,7 +68,7 @@ class Recycler:
         self._mark.unlink(missing_ok=True)
 
     def request(self) -> None:
-        """Called at every request: past the limit, at most once a second, exit if another worker serves."""
+        """Called at every request: past the limit, at most once a second, exit if every other worker serves."""
         self.requests += 1
         if self._leaving or self.requests < self.limit:
             return
@@ -90,16 +91,18 @@ class Recycler:
             self._stop()
         elif not self._postponed:
             self._postponed = True
-            log.info("worker %d is past its limit of %d requests, but no other worker of the host serves: it "
-                        "serves on until one does", self.pid, self.limit)
+            log.info("worker %d is past its limit of %d requests, but another worker of the host is not serving: "
+                     "it serves on until every other one does", self.pid, self.limit)
 
     def _leave_if_others_serve(self) -> int:
-        """The number of other serving workers; when there is one, this worker's mark is gone (under the lock)."""
+        """The number of other serving workers when every other worker serves (this worker's mark is then gone,
+        under the lock), else 0."""
         with open(self.folder / "lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             others = [p for p in self._serving_pids() if p != self.pid and _alive(p)]
-            if others:
-                self.stopping()
+            if not others or len(others) < self.workers - 1:
+                return 0
+            self.stopping()
             return len(others)
 
     def _serving_pids(self) -> list[int]:
