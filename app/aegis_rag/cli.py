@@ -65,10 +65,6 @@ def settings_problem(exc: Exception) -> str:
 def serve_cmd(settings: Settings, args) -> int:
     import uvicorn
 
-    from .api import quiet_http_clients
-
-    quiet_http_clients()
-
     host = args.host or settings.host
     port = args.port or settings.port
     workers = args.workers or settings.workers

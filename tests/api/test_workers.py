@@ -15,12 +15,17 @@ from tests.stack import free_port
 
 
 
+def serve_env(tmp_path, port, qdrant, ollama, collection_name, **more) -> dict:
+    """`aegis-rag serve` with two workers on the Qdrant and Ollama doubles."""
+    return dict(os.environ, AEGIS_DATA_DIR=str(tmp_path), AEGIS_PORT=str(port), AEGIS_WORKERS="2",
+                AEGIS_QDRANT_URL=qdrant.url, AEGIS_QDRANT_API_KEY=qdrant.api_key or "", AEGIS_COLLECTION=collection_name,
+                AEGIS_EMBEDDER="ollama", AEGIS_EMBED_MODEL="nomic-embed-text", AEGIS_OLLAMA_URL=ollama.url,
+                **{"AEGIS_LOG_LEVEL": "warning", **more})
+
+
 def test_metrics_are_summed_across_workers(qdrant, ollama, collection_name, tmp_path):
     port = free_port()
-    env = dict(os.environ, AEGIS_DATA_DIR=str(tmp_path), AEGIS_PORT=str(port), AEGIS_WORKERS="2",
-               AEGIS_QDRANT_URL=qdrant.url, AEGIS_QDRANT_API_KEY=qdrant.api_key or "", AEGIS_COLLECTION=collection_name,
-               AEGIS_EMBEDDER="ollama", AEGIS_EMBED_MODEL="nomic-embed-text", AEGIS_OLLAMA_URL=ollama.url,
-               AEGIS_LOG_LEVEL="warning")
+    env = serve_env(tmp_path, port, qdrant, ollama, collection_name)
     proc = subprocess.Popen([sys.executable, "-m", "aegis_rag.cli", "serve"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -88,10 +93,7 @@ def test_serve_with_workers_leaves_no_process_behind_when_it_stops(qdrant, ollam
     """systemd then has nothing to kill after the main process: on hosts where it cannot see a cgroup empty
     (systemd in a container on cgroup v1) a process left behind made every stop wait out TimeoutStopSec."""
     port = free_port()
-    env = dict(os.environ, AEGIS_DATA_DIR=str(tmp_path), AEGIS_PORT=str(port), AEGIS_WORKERS="2",
-               AEGIS_QDRANT_URL=qdrant.url, AEGIS_QDRANT_API_KEY=qdrant.api_key or "", AEGIS_COLLECTION=collection_name,
-               AEGIS_EMBEDDER="ollama", AEGIS_EMBED_MODEL="nomic-embed-text", AEGIS_OLLAMA_URL=ollama.url,
-               AEGIS_LOG_LEVEL="warning")
+    env = serve_env(tmp_path, port, qdrant, ollama, collection_name)
     run = subprocess.run([sys.executable, "-c", ORPHANS, f"http://127.0.0.1:{port}"], env=env, capture_output=True,
                          text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -103,10 +105,8 @@ def test_workers_past_their_request_limit_recycle_one_at_a_time(qdrant, ollama, 
     while the other serves, never both (uvicorn's own limit let both exit at once, and the host answered nothing
     until a new worker started: its load balancer marked it DOWN). Every request is answered."""
     port = free_port()
-    env = dict(os.environ, AEGIS_DATA_DIR=str(tmp_path), AEGIS_PORT=str(port), AEGIS_WORKERS="2",
-               AEGIS_QDRANT_URL=qdrant.url, AEGIS_QDRANT_API_KEY=qdrant.api_key or "", AEGIS_COLLECTION=collection_name,
-               AEGIS_EMBEDDER="ollama", AEGIS_EMBED_MODEL="nomic-embed-text", AEGIS_OLLAMA_URL=ollama.url,
-               AEGIS_LIMIT_MAX_REQUESTS="20", AEGIS_LIMIT_MAX_REQUESTS_JITTER="0", AEGIS_LOG_LEVEL="info")
+    env = serve_env(tmp_path, port, qdrant, ollama, collection_name, AEGIS_LIMIT_MAX_REQUESTS="20",
+                    AEGIS_LIMIT_MAX_REQUESTS_JITTER="0", AEGIS_LOG_LEVEL="info")
     log = tmp_path / "serve.log"
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "aegis_rag.cli", "serve"], env=env, stdout=out,

@@ -173,14 +173,10 @@ def _recycler(settings: Settings) -> Recycler | None:
 
 def app_factory() -> FastAPI:
     """Entry point for uvicorn workers (`aegis_rag.api:app_factory`, factory=True). A worker of several is a new
-    process: it logs as `aegis-rag serve` does (else only warnings, without their source)."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    quiet_http_clients()
-    return create_app()
-
-
-def quiet_http_clients() -> None:
-    """The calls to Qdrant, Ollama and Jina are in the metrics: not a log line each."""
+    process: it logs as `aegis-rag serve` does (else only warnings, without their source); basicConfig does nothing
+    where the root logger has a handler already (one worker: `aegis-rag serve`'s process). The calls to Qdrant, Ollama
+    and Jina are in the metrics, not a log line each."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    return create_app()

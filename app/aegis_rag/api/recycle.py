@@ -31,7 +31,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, another user's
-        return True
+        pass
     return True
 
 
@@ -79,7 +79,6 @@ class Recycler:
         try:
             others = self._leave_if_others_serve()
         except OSError as exc:  # the folder is gone: serve on, and say so once
-            others = 0
             if not self._postponed:
                 log.warning("worker %d cannot recycle: %s", self.pid, exc)
             self._postponed = True
@@ -100,7 +99,7 @@ class Recycler:
         with open(self.folder / "lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             others = [p for p in self._serving_pids() if p != self.pid and _alive(p)]
-            if not others or len(others) < self.workers - 1:
+            if len(others) < max(self.workers - 1, 1):
                 return 0
             self.stopping()
             return len(others)
