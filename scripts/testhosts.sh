@@ -4,9 +4,9 @@
 #   1. podman & co. from Debian
 #   2. /etc/containers/containers.conf (runc, cgroupfs, file events, nofile/nproc limits)
 #   3. the base image $AEGIS_TESTHOST_IMAGE: already in podman, else `podman load` from the cache,
-#      else debootstrap + `podman import` + `podman save` into the cache
+#      else debootstrap + `podman import` + `podman save` into the cache; with $ZIP_BYTECODE in its Python
 # A second run changes nothing. Each step prints its time. Needs root (uses sudo when not root).
-# The image is rebuilt when its recipe (suite, packages, customize_rootfs) changes.
+# The image is rebuilt when its recipe (suite, packages, customize_rootfs, $ZIP_BYTECODE) changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +18,9 @@ HOST_PACKAGES=(podman runc debootstrap uidmap slirp4netns fuse-overlayfs)
 # python3-apt for Ansible's apt module and sudo for `become` (Debian servers have both); iproute2: `ss` for testinfra.
 IMAGE_PACKAGES=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,iproute2,procps,ca-certificates
 LABEL=org.aegis.testhost.recipe
+# The test runs' bytecode cache for Ansible's module payloads, loaded by every Python on the hosts (bookworm: 3.11).
+ZIP_BYTECODE=tests/bytecode/aegis_zip_bytecode.py
+SITE_DIR=/usr/local/lib/python3.11/dist-packages
 
 sudo=""; (( EUID == 0 )) || sudo="sudo"
 log() { printf '[testhosts] %s\n' "$*"; }
@@ -96,7 +99,8 @@ EOF
 }
 
 recipe_hash() {
-  { echo "$SUITE $MIRROR $IMAGE_PACKAGES"; declare -f customize_rootfs; } | sha256sum | cut -c1-12
+  { echo "$SUITE $MIRROR $IMAGE_PACKAGES $SITE_DIR"; declare -f customize_rootfs; cat "$ZIP_BYTECODE"; } |
+    sha256sum | cut -c1-12
 }
 
 image_recipe() {
@@ -119,6 +123,8 @@ build_image() {
     return 1
   fi
   $sudo bash -c "$(declare -f customize_rootfs); MIRROR=$MIRROR SUITE=$SUITE customize_rootfs '$build_tmp/rootfs'"
+  $sudo install -D -m 0644 "$ZIP_BYTECODE" "$build_tmp/rootfs$SITE_DIR/aegis_zip_bytecode.py"
+  echo "import aegis_zip_bytecode" | $sudo tee "$build_tmp/rootfs$SITE_DIR/aegis_zip_bytecode.pth" >/dev/null
   $sudo tar -C "$build_tmp/rootfs" -c . | podman import -q \
     --change 'CMD ["/sbin/init"]' --change 'STOPSIGNAL SIGRTMIN+3' \
     --change "LABEL $LABEL=$recipe" - "$IMAGE" >/dev/null

@@ -1,10 +1,17 @@
 """Shared fixtures for every test suite: the test stack (doubles, S3, Redis, Prometheus), the local embedder."""
 
+import os
 import sys
+from pathlib import Path
 
 import pytest
 
 pytest_plugins = ["tests.fixtures"]
+
+# Every Python the tests start caches the bytecode of Ansible's module payloads (tests/bytecode): a module run's CPU
+# is mostly compiling them again.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent / "bytecode"),
+                                                         os.environ.get("PYTHONPATH")]))
 
 
 @pytest.fixture(scope="session")
