@@ -10,8 +10,9 @@ pytest_plugins = ["tests.fixtures"]
 
 # Every Python the tests start caches the bytecode of Ansible's module payloads (tests/bytecode): a module run's CPU
 # is mostly compiling them again.
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent / "bytecode"),
-                                                         os.environ.get("PYTHONPATH")]))
+BYTECODE = str(Path(__file__).parent / "bytecode")
+if BYTECODE not in os.environ.get("PYTHONPATH", "").split(os.pathsep):  # xdist's workers inherit it
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [BYTECODE, os.environ.get("PYTHONPATH")]))
 
 
 @pytest.fixture(scope="session")
