@@ -12,16 +12,21 @@ test: setup-dev
 	# fails `make test` all the same, its output printed after the tests'.
 	# Two workers: one starts with the fleet's tests (tests/fleet, one converged fleet), the other with the other
 	# Molecule scenarios, then both take the rest of the suite (tests/conftest.py); the 15 slowest tests with their times.
-	@log=$$(mktemp); (nice -n 10 sh -c '$(LINT)') >"$$log" 2>&1 & lint=$$!; \
+	@$(PYCACHE); log=$$(mktemp); (nice -n 10 sh -c '$(LINT)') >"$$log" 2>&1 & lint=$$!; \
 	$(VENV)/python -m pytest tests -n 2 --dist loadfile --no-loadscope-reorder --durations=15; tests=$$?; \
 	wait $$lint; linted=$$?; echo "--- make lint, run beside the tests: exit $$linted ---"; cat "$$log"; rm -f "$$log"; \
 	[ $$tests -eq 0 ] && [ $$linted -eq 0 ]
+
+# The tests' and the lint's Python processes keep the bytecode they compile in the virtualenv, written once on first
+# import (scripts/setup.sh installs the dev stack without compiling every file; tests/conftest.py does the same for
+# a pytest started by hand), wherever PYTHONDONTWRITEBYTECODE is set.
+PYCACHE := export PYTHONPYCACHEPREFIX="$(CURDIR)/.venv/pycache"; unset PYTHONDONTWRITEBYTECODE
 
 # The gate CI runs with the tests: ruff, mypy on app/, yamllint, ansible-lint (production profile).
 LINT := $(VENV)/ruff check . && $(VENV)/mypy && $(VENV)/yamllint --strict . && \
 	PATH="$(CURDIR)/.venv/bin:$$PATH" ansible-lint --profile production  # config: .ansible-lint, whole repository
 lint: setup-dev
-	$(LINT)
+	$(PYCACHE); $(LINT)
 
 stop:
 	scripts/demo.sh stop
@@ -35,11 +40,11 @@ FLEET_ENV := PATH="$(CURDIR)/.venv/bin:$$PATH" \
 	MOLECULE_EPHEMERAL_DIRECTORY=$(HOME)/.cache/aegis/fleet-$(shell printf %s "$(CURDIR)" | sha1sum | cut -c1-8)
 # prepare --force copies the checkout again: a changed app/ deploys as a new release (molecule/default/prepare.yml).
 fleet: setup-dev
-	$(FLEET_ENV) flock $(FLEET_LOCK) sh -c \
+	$(PYCACHE); $(FLEET_ENV) flock $(FLEET_LOCK) sh -c \
 	  'molecule create -s default && molecule prepare --force -s default && molecule converge -s default'
 
 fleet-down: setup-dev
-	$(FLEET_ENV) flock $(FLEET_LOCK) molecule destroy -s default
+	$(PYCACHE); $(FLEET_ENV) flock $(FLEET_LOCK) molecule destroy -s default
 
 setup:
 	scripts/setup.sh

@@ -13,6 +13,11 @@ pytest_plugins = ["tests.fixtures"]
 BYTECODE = str(Path(__file__).parent / "bytecode")
 if BYTECODE not in os.environ.get("PYTHONPATH", "").split(os.pathsep):  # xdist's workers inherit it
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [BYTECODE, os.environ.get("PYTHONPATH")]))
+# scripts/setup.sh installs the tests' packages without their bytecode: what the tests import is compiled once and
+# kept in the virtualenv (as `make test` does, Makefile: PYCACHE), for this process and the ones it starts.
+os.environ.setdefault("PYTHONPYCACHEPREFIX", str(Path(__file__).parents[1] / ".venv" / "pycache"))
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.pycache_prefix, sys.dont_write_bytecode = os.environ["PYTHONPYCACHEPREFIX"], False
 
 
 @pytest.fixture(scope="session")
