@@ -19,6 +19,12 @@ os.environ.setdefault("PYTHONPYCACHEPREFIX", str(Path(__file__).parents[1] / ".v
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.pycache_prefix, sys.dont_write_bytecode = os.environ["PYTHONPYCACHEPREFIX"], False
 
+from tests.module_python import MODULE_PYTHON  # noqa: E402 - after the environment it starts its servers with
+
+# The modules of the implicit localhost run by the same interpreter as the inventories' local hosts (tests/bytecode).
+if MODULE_PYTHON != sys.executable:
+    os.environ["AEGIS_LOCALHOST_PYTHON"] = MODULE_PYTHON
+
 
 @pytest.fixture(scope="session")
 def local_embedder(tmp_path_factory):

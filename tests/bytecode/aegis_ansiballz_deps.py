@@ -9,11 +9,10 @@ built as before. Only the test runs use it: tests/bytecode/sitecustomize.py inst
 processes. Any error: parsed as before."""
 
 import hashlib
-import importlib.abc
-import importlib.util
 import marshal
 import os
-import sys
+
+from aegis_after_import import patch_after_import
 
 TARGET = "ansible.executor.module_common"
 CACHE = os.path.join(os.path.expanduser("~"), ".cache", "aegis", "ansiballz-deps")
@@ -63,28 +62,5 @@ def patch(module_common):
     module_common._get_module_metadata = lambda tree: get_metadata(tree.tree() if isinstance(tree, _Source) else tree)
 
 
-class _PatchAfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname != TARGET:
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None:
-            return spec
-        self.loader = spec.loader
-        spec.loader = self
-        return spec
-
-    def create_module(self, spec):
-        return self.loader.create_module(spec)
-
-    def exec_module(self, module):
-        self.loader.exec_module(module)
-        try:
-            patch(module)
-        except AttributeError:  # another Ansible than this was written for: build as before
-            pass
-
-
 def install():
-    sys.meta_path.insert(0, _PatchAfterImport())
+    patch_after_import(TARGET, patch)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.module_python import MODULE_PYTHON
+
 REPO = Path(__file__).resolve().parents[2]
 COLLECTIONS = REPO / "collections"
 COLLECTION_ROOT = COLLECTIONS / "ansible_collections" / "aegis" / "rag"
@@ -100,7 +102,7 @@ def run_tasks(tmp_path):
                      "tasks": tasks}]
         (workdir / "play.yml").write_text(json.dumps(playbook, indent=1))
         (workdir / "hosts.ini").write_text(
-            f"localhost ansible_connection=local ansible_python_interpreter={python or sys.executable}\n")
+            f"localhost ansible_connection=local ansible_python_interpreter={python or MODULE_PYTHON}\n")
         cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(workdir / "hosts.ini"), str(workdir / "play.yml")]
         if check:
             cmd.append("--check")

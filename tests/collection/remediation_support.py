@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from tests.collection.conftest import COLLECTION_ROOT, REPO, VENV_BIN, ansible_env
+from tests.module_python import MODULE_PYTHON
 
 REMEDIATE = COLLECTION_ROOT / "playbooks" / "remediate.yml"
 WRAPPER = REPO / "playbooks" / "remediate.yml"
@@ -88,7 +88,7 @@ def make_fleet(tmp_path: Path, **dispatcher_vars) -> Fleet:
     fleet.runs_dir.mkdir()
     standin = tmp_path / "standin.yml"
     standin.write_text(STANDIN)
-    variables = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+    variables = {"ansible_connection": "local", "ansible_python_interpreter": MODULE_PYTHON,
                  "standin_runs": str(fleet.runs_dir), "aegis_remediation_state_dir": str(fleet.state_dir),
                  "aegis_report_dir": str(fleet.report_dir), "aegis_remediation_runbooks": standin_runbooks(standin)}
     variables.update(dispatcher_vars)

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.module_python import MODULE_PYTHON
 from tests.runbooks.conftest import PLAYBOOKS, Run, run_ansible
 
 API_KEY = "game-day-test-key"
@@ -157,7 +158,7 @@ class Fleet:
             systemctl.write_text(f"#!{sys.executable}\n{FAKE_SYSTEMCTL}")
             systemctl.chmod(0o755)
             python = root / host / "python"
-            python.write_text(f'#!/bin/sh\nPATH="{root / host / "bin"}:$PATH" exec {sys.executable} "$@"\n')
+            python.write_text(f'#!/bin/sh\nPATH="{root / host / "bin"}:$PATH" exec {MODULE_PYTHON} "$@"\n')
             python.chmod(0o755)
         self.env_file.write_text('AEGIS_TOP_K="5"\nAEGIS_LLM="ollama"\n')
         for role in ("api-1", "api-2", "lb", "alertmanager", "ollama"):

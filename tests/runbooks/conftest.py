@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 import yaml
 
 from tests.collection.conftest import COLLECTIONS, VENV_BIN, ansible_env
+from tests.module_python import MODULE_PYTHON
 from tests.runbooks.metrics_doubles import MetricsPages, backfilled_prometheus
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
@@ -61,7 +61,7 @@ def playbook_runner(tmp_path: Path, qdrant, s3):
         workdir = tmp_path / f"run{counter['n']}"
         reports = workdir / "reports"
         workdir.mkdir()
-        local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+        local = {"ansible_connection": "local", "ansible_python_interpreter": MODULE_PYTHON}
         groups = {}
         if hosts is not None or (ollama_hosts is None and api_hosts is None):
             groups["qdrant"] = {"hosts": {

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import socket
-import sys
 
 import httpx
 import pytest
@@ -20,6 +19,7 @@ import yaml
 
 from tests.collection.conftest import COLLECTION_ROOT, VENV_BIN
 from tests.collection.qdrant_helpers import Rest
+from tests.module_python import MODULE_PYTHON
 from tests.runbooks.conftest import run_ansible
 
 pytestmark = pytest.mark.slow
@@ -117,7 +117,7 @@ def test_the_wait_for_a_hanging_tier_ends_at_its_deadline(tmp_path):
                  "_er_ready_timeout": 8, "_er_delegate": "localhost", "_er_actions": []}}]}]
     (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
-        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
+        "ansible_connection": "local", "ansible_python_interpreter": MODULE_PYTHON}}}}))
     try:
         out = run_ansible([str(VENV_BIN / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
                            str(tmp_path / "play.yml")], tmp_path, tmp_path / "reports", "none", expect_failure=True)

@@ -34,6 +34,7 @@ import yaml
 
 from tests.collection.conftest import VENV_BIN
 from tests.doubles.haproxy import FakeHAProxy
+from tests.module_python import MODULE_PYTHON
 from tests.runbooks.conftest import PLAYBOOKS, Run, run_ansible
 
 pytestmark = pytest.mark.slow
@@ -246,7 +247,7 @@ class FakeApiHost:
             (root / "bin" / name).write_text(f"#!{sys.executable}\n{FAKE_SYSTEMD}")
             (root / "bin" / name).chmod(0o755)
         self.python = root / "python"
-        self.python.write_text(f'#!/bin/sh\nPATH="{root / "bin"}:$PATH" exec {sys.executable} "$@"\n')
+        self.python.write_text(f'#!/bin/sh\nPATH="{root / "bin"}:$PATH" exec {MODULE_PYTHON} "$@"\n')
         self.python.chmod(0o755)
         self.state_file = root / "state.json"
         self.state_file.write_text(json.dumps({"running": False, "starts": 0, "deps_down": False}))
@@ -408,7 +409,7 @@ def runbook(tmp_path):
                      "aegis_runbook_latency_window": 1}
         if lb is not None:
             groups["loadbalancer"] = {"hosts": {"lb-a": {
-                "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                "ansible_connection": "local", "ansible_python_interpreter": MODULE_PYTHON,
                 "loadbalancer_admin_socket": lb.socket}}}
             variables.update(aegis_runbook_api_lb_tool=str(lb.tool), _loadbalancer_server_tool=str(lb.tool),
                              loadbalancer_enable_timeout=5, loadbalancer_drain_timeout=5)
@@ -439,7 +440,7 @@ def test_a_ready_host_held_in_maintenance_is_put_back_a_broken_one_stays_drained
     lb = haproxy({"api-a": "ready", "api-b": "maint", "api-c": "maint"})
     hosts = {"api-a": {"aegis_runbook_api_url": api.url}, "api-b": {"aegis_runbook_api_url": api.url},
              "api-c": {"aegis_runbook_api_url": closed_port_url()}}
-    hosts = {name: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, **v}
+    hosts = {name: {"ansible_connection": "local", "ansible_python_interpreter": MODULE_PYTHON, **v}
              for name, v in hosts.items()}
 
     dry = runbook(hosts, lb=lb, check=True, expect_failure=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.module_python import MODULE_PYTHON
 from tests.runbooks import test_runbook_api_failure as base
 from tests.runbooks.metrics_doubles import backfilled_prometheus
 
@@ -108,7 +108,7 @@ class Traffic:
 
 def test_a_ready_api_answering_5xx_is_degraded_then_fine_again(runbook, api_on_qdrant):
     server, qdrant = api_on_qdrant
-    hosts = {"api-a": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+    hosts = {"api-a": {"ansible_connection": "local", "ansible_python_interpreter": MODULE_PYTHON,
                        "aegis_runbook_api_url": server.url}}
     # a third of the searches fail in Qdrant: the API answers those /chat with 503, /ready stays ok
     qdrant.faults.add(path="/points/query$", method="POST", error_rate=0.34, status=500,

@@ -14,13 +14,13 @@ again and a second run changing nothing, and the real run of a slow smoke genera
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.module_python import MODULE_PYTHON
 from tests.runbooks.metrics_doubles import backfilled_prometheus
 
 pytestmark = pytest.mark.slow
@@ -158,7 +158,7 @@ def test_slow_load_full_gpu_and_the_api_s_recent_generations(run_playbook, ollam
                    "  *) echo '| NVIDIA-SMI 550.54.15   Driver Version: 550.54.15   CUDA Version: 12.4 |' ;;\nesac\n")
     smi.chmod(0o755)
     python = tmp_path / "python"  # the hosts' Python, with the fake nvidia-smi on its PATH
-    python.write_text(f'#!/bin/sh\nPATH="{smi.parent}:$PATH" exec {sys.executable} "$@"\n')
+    python.write_text(f'#!/bin/sh\nPATH="{smi.parent}:$PATH" exec {MODULE_PYTHON} "$@"\n')
     python.chmod(0o755)
     past = {"1.0": 5000}
     metrics = api_metrics(generations(past, failed=0),

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,13 +29,14 @@ import yaml
 
 from tests.collection.conftest import COLLECTION_ROOT, VENV_BIN, ansible_env
 from tests.doubles.haproxy import FakeHAProxy
+from tests.module_python import MODULE_PYTHON
 from tests.runbooks.conftest import PLAYBOOKS, Run, run_ansible
 
 pytestmark = pytest.mark.slow
 
 LB_ROLE = COLLECTION_ROOT / "roles" / "loadbalancer"
 SKIP_TAGS = "scale_out_install,scale_out_config"  # the roles that need real hosts
-LOCAL = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+LOCAL = {"ansible_connection": "local", "ansible_python_interpreter": MODULE_PYTHON}
 MODEL = "llama3.2:1b"
 
 
