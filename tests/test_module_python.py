@@ -181,3 +181,20 @@ def test_modules_give_the_same_results_as_with_a_new_interpreter(cache, tmp_path
     messages = {name: r.get("msg", "") for name, r in warm}
     assert "Connection refused" in messages["uri"] and "no_such_option" in messages["bad argument"], messages
     assert "127.0.0.1:9" in messages["collection module"], messages
+
+
+def test_the_implicit_localhost_s_modules_use_the_tests_interpreter(tmp_path):
+    """tests/bytecode/sitecustomize.py gives the implicit localhost AEGIS_LOCALHOST_PYTHON (Ansible's own Python
+    otherwise), in ansible-playbook processes."""
+    marker = tmp_path / "ran"
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\necho "$@" >> {marker}\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    (tmp_path / "play.yml").write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [
+        {"ansible.builtin.stat": {"path": "/"}}]}]))
+    for given in ("", str(python)):
+        proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "play.yml"], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=120, check=False,
+                              env={**ansible_env(tmp_path), "AEGIS_LOCALHOST_PYTHON": given})
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+        assert marker.exists() == bool(given), given
