@@ -120,11 +120,11 @@ def test_a_killed_client_takes_its_run_down(cache, tmp_path):
         time.sleep(0.05)
 
 
-def test_an_idle_server_exits_and_takes_its_socket_away(cache):
+def test_an_idle_server_exits_and_takes_its_socket_and_lock_away(cache):
     run([aegis_module_python.launcher()], "")
     sock = server_socket()
     deadline = time.monotonic() + 30
-    while sock.exists():
+    while sock.exists() or Path(f"{sock}.lock").exists():
         assert time.monotonic() < deadline, "the server is still there after 5 s idle"
         time.sleep(0.2)
     while subprocess.run(["pgrep", "-f", str(sock)], capture_output=True, check=False).returncode == 0:

@@ -159,6 +159,7 @@ def serve(path: str) -> None:
                     run_child(conn)
     finally:
         os.unlink(path)
+        os.unlink(lock.name)  # still held: a server starting now makes a new lock file
 
 
 def reap() -> None:
