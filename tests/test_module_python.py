@@ -50,6 +50,14 @@ def server_socket(timeout_s: float = 20) -> Path:
     return path
 
 
+def warm_launcher() -> str:
+    """The launcher, its server started (the first run goes to python itself and starts it)."""
+    launcher = aegis_module_python.launcher()
+    run([launcher], "")
+    server_socket()
+    return launcher
+
+
 def run(args: list[str], stdin: str = "", cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(args, input=stdin, cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True,
                           timeout=60, check=False)
@@ -76,11 +84,9 @@ def test_a_program_on_stdin_sees_what_python_shows_it(cache, tmp_path):
 
 
 def test_a_script_sees_what_python_shows_it(cache, tmp_path):
-    launcher = aegis_module_python.launcher()
+    launcher = warm_launcher()
     script = tmp_path / "script.py"
     script.write_text(PROBE)
-    run([launcher], "")
-    server_socket()
     warm, plain = (probe(run([python, str(script)], "input", PROBE="x")) for python in (launcher, sys.executable))
     assert (warm.pop("warm"), plain.pop("warm")) == (True, False)
     assert warm == plain == {"argv": [str(script)], "path0": str(tmp_path), "file": str(script), "cwd": os.getcwd(),
@@ -88,9 +94,7 @@ def test_a_script_sees_what_python_shows_it(cache, tmp_path):
 
 
 def test_options_and_more_arguments_are_python_s_own(cache, tmp_path):
-    launcher = aegis_module_python.launcher()
-    run([launcher], "")
-    server_socket()
+    launcher = warm_launcher()
     script = tmp_path / "script.py"
     script.write_text(PROBE)
     assert probe(run([launcher, "-c", PROBE]))["warm"] is False
@@ -98,9 +102,7 @@ def test_options_and_more_arguments_are_python_s_own(cache, tmp_path):
 
 
 def test_a_killed_client_takes_its_run_down(cache, tmp_path):
-    launcher = aegis_module_python.launcher()
-    run([launcher], "")
-    server_socket()
+    launcher = warm_launcher()
     pid_file = tmp_path / "pid"
     program = f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
     client = subprocess.Popen([launcher], stdin=subprocess.PIPE, text=True)
@@ -168,9 +170,7 @@ def module_results(work: Path, python: str) -> list[tuple[str, dict]]:
 
 
 def test_modules_give_the_same_results_as_with_a_new_interpreter(cache, tmp_path):
-    launcher = aegis_module_python.launcher()
-    run([launcher], "")
-    server_socket()
+    launcher = warm_launcher()
     warm, plain = (module_results(tmp_path / name, python) for name, python in (("warm", launcher),
                                                                                  ("plain", sys.executable)))
     assert warm == plain

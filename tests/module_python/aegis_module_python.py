@@ -100,14 +100,22 @@ def run_on_server(python: str, args: list[str]) -> int | None:
         request = repr({"args": args, "env": dict(os.environ), "cwd": os.getcwd(), "umask": os.umask(0o22)}).encode()
         conn.sendmsg([STATUS.pack(len(request))], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("3i", 0, 1, 2))])
         conn.sendall(request)
-        reply = b""
-        while len(reply) < STATUS.size:
-            chunk = conn.recv(STATUS.size - len(reply))
-            if not chunk:
-                os.write(2, b"aegis_module_python: the module's process ended without an exit status\n")
-                return 255
-            reply += chunk
+        reply = recv_exactly(conn, STATUS.size)
+        if reply is None:
+            os.write(2, b"aegis_module_python: the module's process ended without an exit status\n")
+            return 255
         return STATUS.unpack(reply)[0]
+
+
+def recv_exactly(conn: socket.socket, size: int) -> bytes | None:
+    """size bytes from conn; None if it closes first."""
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
 
 
 def start_server(python: str, path: str) -> None:
@@ -149,7 +157,7 @@ def serve(path: str) -> None:
                 return
             reap()
             with conn:
-                pid, uid, gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+                _, uid, gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
                 if (uid, gid) != (os.getuid(), os.getgid()):
                     conn.sendall(b"N")
                     continue
@@ -182,13 +190,9 @@ def run_child(conn: socket.socket) -> None:
         conn.settimeout(None)
         conn.sendall(b"Y")
         head, fds, _, _ = socket.recv_fds(conn, STATUS.size, 3)
-        size = STATUS.unpack(head)[0]
-        data = b""
-        while len(data) < size:
-            chunk = conn.recv(size - len(data))
-            if not chunk:
-                os._exit(1)
-            data += chunk
+        data = recv_exactly(conn, STATUS.unpack(head)[0])
+        if data is None:
+            os._exit(1)
         request = ast.literal_eval(data.decode())
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
@@ -235,18 +239,15 @@ def run_main(args: list[str]) -> int:
     if args:
         script = args[0]
         with open(script, "rb") as source:
-            code = compile(source.read(), script, "exec")
+            program = source.read()
         sys.path[0] = os.path.dirname(os.path.realpath(script))
-        main = types.ModuleType("__main__")
-        main.__file__ = script
     else:
-        script = "<stdin>"
-        code = compile(sys.stdin.buffer.read(), script, "exec")
+        script, program = "<stdin>", sys.stdin.buffer.read()
         sys.path[0] = ""
-        main = types.ModuleType("__main__")
-        main.__file__ = script
+    code = compile(program, script, "exec")
     sys.argv = list(args) or [""]
-    main.__builtins__ = __builtins__
+    main = types.ModuleType("__main__")
+    main.__file__, main.__builtins__ = script, __builtins__
     sys.modules["__main__"] = main
     try:
         exec(code, main.__dict__)  # noqa: S102 - the module's payload, as python runs it
