@@ -404,7 +404,10 @@ def test_monthly_check_mode_changes_nothing_then_the_run_cleans_up(run, backed_u
     common = dict(hosts={"qdrant-a": service}, aegis_backup_s3_bucket=s3_bucket,
                   aegis_maintenance_log_dirs=[str(logs)], aegis_maintenance_sudoers_paths=[str(sudoers)],
                   aegis_maintenance_tls_cert_files=[str(cert)], aegis_maintenance_expected_ports=[22],
-                  aegis_maintenance_ports_include_loopback=True, aegis_restore_drill_collections=["docs"])
+                  aegis_maintenance_ports_include_loopback=True, aegis_restore_drill_collections=["docs"],
+                  # ansible.builtin.apt judges freshness by the machine's /var/lib/apt/lists, not the sandbox's: an
+                  # `apt-get update` on the machine within the hour (a fresh machine's setup) would skip the refresh
+                  aegis_maintenance_apt_cache_valid_time=0)
     snapshots = rest.snapshots("docs")
     try:
         dry = run("maintenance_monthly", check=True, **common)
