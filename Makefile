@@ -10,11 +10,10 @@ demo: setup
 test: setup-dev
 	# The lint gate runs beside the tests, niced into the CPU they leave idle (about 1.5 core-minutes); a failing gate
 	# fails `make test` all the same, its output printed after the tests'.
-	# Three workers: one starts with the fleet's tests (tests/fleet, one converged fleet: the longest chain, at nice 0),
-	# one with the other Molecule scenarios, one with the rest of the suite, which they share as each is done, at nice 5
-	# (tests/conftest.py); the 15 slowest tests with their times.
+	# Two workers: one starts with the fleet's tests (tests/fleet, one converged fleet), the other with the other
+	# Molecule scenarios, then both take the rest of the suite (tests/conftest.py); the 15 slowest tests with their times.
 	@$(PYCACHE); log=$$(mktemp); (nice -n 10 sh -c '$(LINT)') >"$$log" 2>&1 & lint=$$!; \
-	$(VENV)/python -m pytest tests -n 3 --dist loadfile --no-loadscope-reorder --durations=15; tests=$$?; \
+	$(VENV)/python -m pytest tests -n 2 --dist loadfile --no-loadscope-reorder --durations=15; tests=$$?; \
 	wait $$lint; linted=$$?; echo "--- make lint, run beside the tests: exit $$linted ---"; cat "$$log"; rm -f "$$log"; \
 	[ $$tests -eq 0 ] && [ $$linted -eq 0 ]
 

@@ -50,8 +50,8 @@ FLEET_ORDER = ["test_converge.py", "test_services.py", "test_monitoring.py", "te
 
 def pytest_collection_modifyitems(items):
     """The real-host tests first: the fleet's (tests/fleet), then the other Molecule scenarios. `make test` runs
-    pytest with `-n 3 --dist loadfile --no-loadscope-reorder`: one worker takes the fleet at once, another the
-    other scenarios, the third the rest of the suite, which they share as each is done (at OTHERS_NICE)."""
+    pytest with `-n 2 --dist loadfile --no-loadscope-reorder`: one worker takes the fleet at once, the other the
+    other scenarios and then, with the first once the fleet is done, the rest of the suite."""
     def rank(item) -> tuple[int, int]:
         path = item.nodeid.split("::")[0]
         if path.startswith(FLEET):
@@ -59,17 +59,6 @@ def pytest_collection_modifyitems(items):
             return 0, FLEET_ORDER.index(name) if name in FLEET_ORDER else len(FLEET_ORDER)
         return (1 if path == "tests/molecule/test_scenarios.py" else 2), 0
     items.sort(key=rank)  # stable: the order within each rank stays pytest's
-
-
-# Under xdist (`make test`) the fleet's chain of tests is the run's longest: the other workers run their tests at this
-# nice level, so they take the CPU the fleet leaves idle (it waits on its hosts' alerts, timers and client loops)
-# instead of slowing it down. What a test starts inherits it: Ansible, Molecule, the role scenarios' hosts.
-OTHERS_NICE = 5
-
-
-def pytest_runtest_setup(item):
-    if hasattr(item.config, "workerinput") and not item.nodeid.startswith(FLEET):  # an xdist worker
-        os.nice(max(0, OTHERS_NICE - os.nice(0)))  # once per worker; the fleet's worker too, after the fleet
 
 
 def pytest_xdist_make_scheduler(config, log):
