@@ -155,13 +155,13 @@ def chats_with_health_probe(client):
         ended.append(time.monotonic())
         return r
 
-    with ThreadPoolExecutor(1) as side, ThreadPoolExecutor(PARALLEL) as pool:
+    with ThreadPoolExecutor(PARALLEL) as pool:
         t = time.monotonic()
-        chats = side.submit(lambda: list(pool.map(chat, range(PARALLEL))))
+        chats = pool.map(chat, range(PARALLEL))  # every chat submitted now; the replies are collected below
         time.sleep(0.3)  # let the chats occupy the request pool
         assert_health_ok(client)
         health_done = time.monotonic()
-        replies = chats.result()
+        replies = list(chats)
         return replies, time.monotonic() - t, sum(e > health_done for e in ended)
 
 
